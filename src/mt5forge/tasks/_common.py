@@ -1,0 +1,57 @@
+"""What every task shares: settings, logging, the console, and turning our errors into exits."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from invoke.exceptions import Exit
+from rich.console import Console
+from rich.logging import RichHandler
+
+from mt5forge import config
+from mt5forge.config import Settings
+from mt5forge.errors import Mt5ForgeError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def project_root() -> Path:
+    """The directory holding mt5forge.toml: the current one, or the nearest parent with it."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / config.CONFIG_FILE).is_file():
+            return d
+    return here
+
+
+def setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger("mt5forge")
+    root.handlers[:] = [RichHandler(console=err_console, show_path=verbose, show_time=verbose)]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def task_context(
+    verbose: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Iterator[Settings]:
+    """Load settings and turn expected failures into one paragraph and a non-zero exit.
+
+    With ``-v`` the traceback is shown too; without it, never for our own errors.
+    """
+    setup_logging(verbose or bool(os.environ.get("MT5FORGE_VERBOSE")))
+    try:
+        yield config.load(project_root(), overrides=overrides)
+    except Mt5ForgeError as e:
+        if verbose:
+            err_console.print_exception()
+        raise Exit(f"error: {e}", code=e.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=130) from None

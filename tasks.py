@@ -1,0 +1,13 @@
+"""Invoke entry point: composition only. Each task lives in src/mt5forge/tasks/."""
+
+from invoke import Collection
+
+from mt5forge.tasks import base, config, demo, engine, registry
+
+ns = Collection()
+ns.add_task(engine.engine)
+ns.add_task(engine.tools)
+ns.add_task(base.base)
+ns.add_task(demo.demo)
+ns.add_task(config.show_config, name="config")
+ns.add_collection(Collection.from_module(registry), name="registry")
