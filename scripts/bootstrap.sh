@@ -23,13 +23,15 @@ sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
 # Reinstall only when a pyproject changed, so the second run starts in seconds.
-stamp_src=$(cat pyproject.toml build/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+shopt -s nullglob
+packages=(build/*/pyproject.toml)
+stamp_src=$(cat pyproject.toml "${packages[@]}" | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.mt5forge-stamp 2>/dev/null)" != "$stamp_src" ]; then
   echo "== installing Python dependencies into .venv"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   extra=()
-  for p in build/*/pyproject.toml; do
-    [ -f "$p" ] && extra+=(-e "$(dirname "$p")")
+  for p in "${packages[@]}"; do
+    extra+=(-e "$(dirname "$p")")
   done
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' "${extra[@]}"
   echo "$stamp_src" > .venv/.mt5forge-stamp

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +44,9 @@ _TAIL = 2000
 
 def which(program: str) -> str:
     """The full path of ``program``, or :class:`ToolMissingError` with an install hint."""
-    found = shutil.which(program)
+    # Console scripts of our Python dependencies (trivy) live beside the interpreter, which need
+    # not be on PATH when a venv's python is run directly.
+    found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
     if found is None:
         # sbin is not on every PATH (a non-login root shell); dockerd and debootstrap live there.
         for extra in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
