@@ -1,0 +1,32 @@
+"""Settings from environment variables and Docker secrets (`NAME_FILE` points at a file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+class SettingError(ValueError):
+    """A setting is given twice, or its secret file cannot be read."""
+
+
+def read_setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of `name` from the environment, or from the file `NAME_FILE` names.
+
+    Giving both is an error: one of them would be silently ignored. A trailing newline in a
+    secret file (as `echo secret > file` writes it) is not part of the value.
+    """
+    env = os.environ if environ is None else environ
+    direct = env.get(name)
+    file_name = env.get(f"{name}_FILE")
+    if direct is not None and file_name is not None:
+        raise SettingError(f"{name} and {name}_FILE are both set; set only one")
+    if file_name is not None:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SettingError(
+                f"{name}_FILE names {file_name!r}, which cannot be read: {exc.strerror}"
+            ) from exc
+    return direct
