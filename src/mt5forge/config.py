@@ -87,6 +87,28 @@ class FetchSettings:
     ``<mirror>/<file name of the upstream URL>``, with the same pins and checks."""
     cache_dir: str = ".cache/mt5forge/artifacts"
     """Content-addressed cache of verified artifacts."""
+    profile: str = "upstream"
+    """``upstream`` (the real pins: ``checksums/``, ``manifests/keys/``, the allow-lists in the
+    manifests) or ``fixture`` (stand-ins made on this machine, with their own lock, keys and
+    trust overlay). Every fetched artifact and every report names the profile."""
+    manifests_dir: str = "manifests"
+    """Where the artifact manifests (``*.toml``) are."""
+    lock_dir: str = "checksums"
+    """Where the lock (``artifacts.lock.toml``, written by ``invoke pin``) and the signature files
+    that upstream publishes are."""
+    keys_dir: str = "manifests/keys"
+    """Armored OpenPGP public keys the manifests name; the only keys a verification imports."""
+    trust_overlay: str = ""
+    """A TOML file replacing the manifests' allow-lists (fingerprints, key files, Authenticode
+    signer and CA). Only the ``fixture`` profile may use one; the fixture generator writes it."""
+    connect_timeout: int = 15
+    """Seconds to wait for a download server to accept the connection."""
+    read_timeout: int = 60
+    """Seconds a download may go without receiving a byte before the attempt is abandoned."""
+    retries: int = 4
+    """Further attempts after a failed one (5xx, dropped connection, stall); each resumes."""
+    backoff_ms: int = 500
+    """First wait between attempts, doubled after each failure."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

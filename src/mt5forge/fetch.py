@@ -1,0 +1,502 @@
+"""Stage 2, fetch: every artifact from its pin to a verified file in the content-addressed cache.
+
+For each manifest, in order:
+
+1. find its pin in the lock (none, or an empty one, fails closed: run ``invoke pin``);
+2. where the manifest carries a hash upstream publishes (Wine's addons.c), the lock must equal it;
+3. a cache hit is re-hashed (a cached file that changed is quarantined and fetched again);
+4. otherwise download (mirror or upstream URL) into ``partial/``, hashing while streaming,
+   resuming with Range after a dropped connection;
+5. compare the sha256 with the pin, then check the OpenPGP signature (throw-away keyring, pinned
+   keys, fingerprint allow-list) or the Authenticode signer;
+6. only then ``os.replace`` the file to its final, content-addressed name.
+
+``pin_all`` is the other direction (``invoke pin``): download, run the signature checks, and
+write the observed hashes into the lock, returning the diff to review.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from mt5forge.cache import Cache, sha256_file
+from mt5forge.config import Settings
+from mt5forge.errors import ConfigError, FetchError, VerificationError
+from mt5forge.lock import SIGNATURES_DIR as SIGNATURES
+from mt5forge.lock import LockEntry, lock_diff, lock_path, read_lock, write_lock
+from mt5forge.manifest import (
+    PROFILES,
+    Manifest,
+    apply_overlay,
+    did_you_mean,
+    load_manifests,
+    load_overlay,
+)
+from mt5forge.tools import authenticode, gpg
+from mt5forge.tools.http import HttpOptions, download, new_session
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Artifact:
+    """One verified file in the cache."""
+
+    name: str
+    version: str
+    filename: str
+    """The upstream file name."""
+    sha256: str
+    size: int
+    path: Path
+    """The verified file in the content-addressed cache (named ``filename``)."""
+    verified_by: str
+    """How it was verified, for people: "sha256 (addons.c) + OpenPGP 7169...6305"."""
+    cache_hit: bool
+    profile: str
+    """``upstream`` or ``fixture``: a fixture result is never presented as an upstream one."""
+    url: str = ""
+    """Where the bytes came from (empty for a cache hit)."""
+
+
+class Progress(Protocol):
+    """What the task layer passes to draw download progress; the core never prints."""
+
+    def start(self, name: str, total: int | None, completed: int) -> None: ...
+
+    def advance(self, name: str, n: int) -> None: ...
+
+    def finish(self, name: str, status: str) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Profile:
+    """The manifests with their trust material, the lock and where everything lives."""
+
+    name: str
+    manifests: tuple[Manifest, ...]
+    lock: dict[str, LockEntry]
+    lock_dir: Path
+    keys_dir: Path
+    cache: Cache
+    mirror: str
+    http: HttpOptions
+
+    def select(self, names: Sequence[str] | None) -> list[Manifest]:
+        if not names:
+            return list(self.manifests)
+        known = {m.name: m for m in self.manifests}
+        for n in names:
+            if n not in known:
+                raise ConfigError(f"Unknown artifact '{n}'.", hint=did_you_mean(n, list(known)))
+        return [known[n] for n in names]
+
+    def url_for(self, manifest: Manifest, upstream_url: str) -> str:
+        """The mirror replaces every upstream host: ``<mirror>/<file name of the URL>``."""
+        if not self.mirror:
+            return upstream_url
+        return f"{self.mirror.rstrip('/')}/{upstream_url.rsplit('/', 1)[-1]}"
+
+
+def load_profile(settings: Settings, *, mirror: str | None = None) -> Profile:
+    """Read manifests, the trust overlay (fixture only) and the lock named by ``settings``."""
+    fs = settings.fetch
+    if fs.profile not in PROFILES:
+        raise ConfigError(
+            f"[fetch] profile = {fs.profile!r} is not a profile.",
+            hint=did_you_mean(fs.profile, list(PROFILES)),
+        )
+    manifests = load_manifests(settings.path(fs.manifests_dir))
+    if fs.trust_overlay:
+        if fs.profile != "fixture":
+            raise ConfigError(
+                "[fetch] trust_overlay is set but profile is 'upstream'.",
+                hint="Only the fixture profile may replace the manifests' allow-lists.",
+            )
+        manifests = apply_overlay(manifests, load_overlay(settings.path(fs.trust_overlay)))
+    elif fs.profile == "fixture":
+        raise ConfigError("[fetch] profile = 'fixture' needs the generator's trust_overlay.")
+    lock_dir = settings.path(fs.lock_dir)
+    return Profile(
+        name=fs.profile,
+        manifests=tuple(manifests),
+        lock=read_lock(lock_dir),
+        lock_dir=lock_dir,
+        keys_dir=settings.path(fs.keys_dir),
+        cache=Cache(settings.cache_dir),
+        mirror=fs.mirror if mirror is None else mirror,
+        http=HttpOptions(
+            connect_timeout=float(fs.connect_timeout),
+            read_timeout=float(fs.read_timeout),
+            retries=fs.retries,
+            backoff=fs.backoff_ms / 1000.0,
+        ),
+    )
+
+
+def _short(fpr: str) -> str:
+    return f"{fpr[:4]}...{fpr[-4:]}"
+
+
+def describe(manifest: Manifest, profile: str) -> str:
+    """The human "how verified" text for the summary table."""
+    parts = ["sha256 (addons.c)" if "addons.c" in manifest.pin.source else "sha256 (lock)"]
+    if manifest.openpgp:
+        parts.append("OpenPGP " + ", ".join(_short(f) for f in manifest.openpgp.fingerprints))
+    if manifest.authenticode:
+        who = manifest.authenticode.subject.get("CN") or next(
+            iter(manifest.authenticode.subject.values())
+        )
+        parts.append(f"Authenticode {who}")
+    text = " + ".join(parts)
+    return f"{text} [{profile}]" if profile != "upstream" else text
+
+
+def _pinned(profile: Profile, m: Manifest) -> LockEntry:
+    where = lock_path(profile.lock_dir)
+    entry = profile.lock.get(m.name)
+    if entry is None or not entry.sha256:
+        state = "no entry" if entry is None else "an empty entry"
+        raise VerificationError(
+            f"{m.name}: the lock {where} has {state} for this artifact; it is not pinned.",
+            hint="Run `invoke pin` where its upstream is reachable, review the diff and commit "
+            "it. Nothing unpinned is fetched.",
+        )
+    if entry.filename != m.filename:
+        raise VerificationError(
+            f"{m.name}: the lock pins file '{entry.filename}' but the manifest names "
+            f"'{m.filename}'.",
+            hint="The manifest changed since the last `invoke pin`; pin again and review.",
+        )
+    if m.pin.sha256 and entry.sha256 != m.pin.sha256:
+        raise VerificationError(
+            f"{m.name}: the lock's sha256 {entry.sha256[:12]}... differs from the hash upstream "
+            f"publishes ({m.pin.source}: {m.pin.sha256[:12]}...).",
+        )
+    return entry
+
+
+def _check_signatures(
+    profile: Profile,
+    m: Manifest,
+    path: Path,
+    session_get: Callable[[str, Path], None],
+) -> None:
+    """Run the OpenPGP or Authenticode check the manifest asks for; raise on failure."""
+    if m.openpgp:
+        sig = profile.cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
+        try:
+            try:
+                session_get(profile.url_for(m, m.signature_url), sig)
+            except FetchError as e:
+                raise VerificationError(
+                    f"{m.name}: the signature file {m.signature_filename} could not be fetched: "
+                    f"{e.message}"
+                ) from e
+            gpg.verify_detached(
+                path,
+                sig,
+                key_files=[profile.keys_dir / k for k in m.openpgp.keys],
+                fingerprints=m.openpgp.fingerprints,
+                name=m.name,
+            )
+        finally:
+            sig.unlink(missing_ok=True)
+    if m.authenticode:
+        authenticode.verify(
+            path,
+            name=m.name,
+            subject=m.authenticode.subject,
+            ca_file=Path(m.authenticode.ca_file),
+        )
+
+
+def _fetch_one(
+    profile: Profile, m: Manifest, offline: bool, progress: Progress | None, session: object
+) -> Artifact:
+    entry = _pinned(profile, m)
+    cache = profile.cache
+    how = describe(m, profile.name)
+    with cache.locked(entry.sha256):
+        final = cache.entry(entry.sha256, m.filename)
+        if final.is_file():
+            if sha256_file(final) == entry.sha256:
+                if progress:
+                    progress.finish(m.name, "cached")
+                return Artifact(
+                    name=m.name,
+                    version=m.version,
+                    filename=m.filename,
+                    sha256=entry.sha256,
+                    size=final.stat().st_size,
+                    path=final,
+                    verified_by=how,
+                    cache_hit=True,
+                    profile=profile.name,
+                )
+            moved = cache.quarantine(final)
+            log.warning("%s: cached file no longer matches its pin; moved to %s", m.name, moved)
+        if offline:
+            raise FetchError(f"{m.name}: not in the cache ({m.filename}) and --offline was given.")
+        url = profile.url_for(m, m.url)
+        part = cache.partial(entry.sha256)
+
+        def on_start(total: int | None, done: int) -> None:
+            if progress:
+                progress.start(m.name, total, done)
+
+        def on_bytes(n: int) -> None:
+            if progress:
+                progress.advance(m.name, n)
+
+        got = download(
+            url,
+            part,
+            name=m.name,
+            options=profile.http,
+            session=session,  # type: ignore[arg-type]
+            on_start=on_start,
+            on_bytes=on_bytes,
+        )
+        try:
+            if got.sha256 != entry.sha256:
+                raise VerificationError(
+                    f"{m.name}: wrong bytes from {url}: sha256 {got.sha256[:16]}... "
+                    f"({got.size} bytes), pinned {entry.sha256[:16]}...",
+                    hint="Nothing was kept. If upstream really moved, run `invoke pin` and "
+                    "review the diff.",
+                )
+            if entry.size and got.size != entry.size:
+                raise VerificationError(f"{m.name}: {got.size} bytes, the lock says {entry.size}.")
+
+            def get(url_: str, dest: Path) -> None:
+                download(url_, dest, name=m.name, options=profile.http, session=session)  # type: ignore[arg-type]
+
+            _check_signatures(profile, m, part, get)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            if progress:
+                progress.finish(m.name, "failed")
+            raise
+        path = cache.commit(part, entry.sha256, m.filename)
+        if progress:
+            progress.finish(m.name, "verified")
+        log.info("%s: verified (%s), %d bytes", m.name, how, got.size)
+        return Artifact(
+            name=m.name,
+            version=m.version,
+            filename=m.filename,
+            sha256=entry.sha256,
+            size=got.size,
+            path=path,
+            verified_by=how,
+            cache_hit=False,
+            profile=profile.name,
+            url=url,
+        )
+
+
+def fetch_all(
+    settings: Settings,
+    *,
+    offline: bool = False,
+    names: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    mirror: str | None = None,
+) -> list[Artifact]:
+    """Fetch and verify every artifact (or ``names``); return them in manifest order.
+
+    With ``offline`` only the cache is used and one error lists every missing artifact.
+    """
+    profile = load_profile(settings, mirror=mirror)
+    selected = profile.select(names)
+    session = new_session()
+    out: list[Artifact] = []
+    missing: list[str] = []
+    for m in selected:
+        try:
+            out.append(_fetch_one(profile, m, offline, progress, session))
+        except FetchError as e:
+            if offline and "--offline" in e.message:
+                missing.append(f"{m.name} ({m.filename}, sha256 {profile.lock[m.name].sha256})")
+                continue
+            raise
+    if missing:
+        raise FetchError(
+            f"--offline: {len(missing)} artifact(s) missing from the cache "
+            f"{profile.cache.root}: " + "; ".join(missing) + ".",
+            hint="Run `invoke fetch` where upstream or a mirror is reachable, or copy a cache.",
+        )
+    return out
+
+
+# --- invoke pin ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PinChange:
+    name: str
+    old: str
+    """Previous sha256 (empty: not pinned before)."""
+    new: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PinResult:
+    profile: str
+    lock_file: Path
+    changes: tuple[PinChange, ...]
+    diff: str
+    written: bool
+    artifacts: tuple[Artifact, ...]
+
+
+def pin_all(
+    settings: Settings,
+    *,
+    check: bool = False,
+    names: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    mirror: str | None = None,
+) -> PinResult:
+    """Download each artifact, verify its signature, and record the observed sha256.
+
+    A hash upstream publishes (addons.c) must match; a signed file is accepted only with a good
+    signature by an allowed key or signer, which is what makes re-pinning a moved mt5setup.exe
+    a knowing act. With ``check`` nothing is written and the caller fails on any change.
+    """
+    profile = load_profile(settings, mirror=mirror)
+    session = new_session()
+    new_lock = dict(profile.lock)
+    changes: list[PinChange] = []
+    artifacts: list[Artifact] = []
+    scratch = profile.cache.scratch()
+    sig_keep: list[tuple[Path, Path]] = []
+    try:
+        for m in profile.select(names):
+            tmp = scratch / f"pin-{uuid.uuid4().hex}-{m.filename}"
+
+            def on_start(total: int | None, done: int, _n: str = m.name) -> None:
+                if progress:
+                    progress.start(_n, total, done)
+
+            def on_bytes(n: int, _n: str = m.name) -> None:
+                if progress:
+                    progress.advance(_n, n)
+
+            url = profile.url_for(m, m.url)
+            try:
+                got = download(
+                    url,
+                    tmp,
+                    name=m.name,
+                    options=profile.http,
+                    session=session,
+                    on_start=on_start,
+                    on_bytes=on_bytes,
+                )
+                if m.pin.sha256 and got.sha256 != m.pin.sha256:
+                    raise VerificationError(
+                        f"{m.name}: upstream bytes hash {got.sha256[:16]}..., but "
+                        f"{m.pin.source} says {m.pin.sha256[:16]}...; refusing to pin.",
+                    )
+                if m.openpgp:
+                    sig = scratch / f"pin-{uuid.uuid4().hex}-{m.signature_filename}"
+                    try:
+                        download(
+                            profile.url_for(m, m.signature_url),
+                            sig,
+                            name=m.name,
+                            options=profile.http,
+                            session=session,
+                        )
+                    except FetchError as e:
+                        raise VerificationError(
+                            f"{m.name}: the signature file {m.signature_filename} could not be "
+                            f"fetched: {e.message}"
+                        ) from e
+                    sig_keep.append((sig, profile.lock_dir / SIGNATURES / m.signature_filename))
+                    check_sig = gpg.verify_detached(
+                        tmp,
+                        sig,
+                        key_files=[profile.keys_dir / k for k in m.openpgp.keys],
+                        fingerprints=m.openpgp.fingerprints,
+                        name=m.name,
+                    )
+                    why = f"good OpenPGP signature by {check_sig.fingerprint}"
+                elif m.authenticode:
+                    check_ac = authenticode.verify(
+                        tmp,
+                        name=m.name,
+                        subject=m.authenticode.subject,
+                        ca_file=Path(m.authenticode.ca_file),
+                    )
+                    why = f"valid Authenticode signature by {check_ac.subject}"
+                else:
+                    why = f"matches {m.pin.source}"
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                if progress:
+                    progress.finish(m.name, "failed")
+                raise
+            old = profile.lock.get(m.name)
+            note = f"{m.pin.source}; pinned: {why}"
+            new_lock[m.name] = LockEntry(
+                name=m.name, filename=m.filename, sha256=got.sha256, size=got.size, note=note
+            )
+            if old is None or old.sha256 != got.sha256 or old.filename != m.filename:
+                changes.append(
+                    PinChange(
+                        name=m.name, old=old.sha256 if old else "", new=got.sha256, reason=why
+                    )
+                )
+            with profile.cache.locked(got.sha256):
+                final = profile.cache.entry(got.sha256, m.filename)
+                if final.is_file():
+                    tmp.unlink()
+                else:
+                    final = profile.cache.commit(tmp, got.sha256, m.filename)
+            if progress:
+                progress.finish(m.name, "pinned")
+            artifacts.append(
+                Artifact(
+                    name=m.name,
+                    version=m.version,
+                    filename=m.filename,
+                    sha256=got.sha256,
+                    size=got.size,
+                    path=final,
+                    verified_by=describe(m, profile.name),
+                    cache_hit=False,
+                    profile=profile.name,
+                    url=url,
+                )
+            )
+        where = lock_path(profile.lock_dir)
+        diff = lock_diff(profile.lock, new_lock, str(where))
+        written = False
+        if not check and diff:
+            write_lock(profile.lock_dir, new_lock)
+            written = True
+        if not check:
+            for src, dst in sig_keep:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+        return PinResult(
+            profile=profile.name,
+            lock_file=where,
+            changes=tuple(changes),
+            diff=diff,
+            written=written,
+            artifacts=tuple(artifacts),
+        )
+    finally:
+        for src, _ in sig_keep:
+            src.unlink(missing_ok=True)

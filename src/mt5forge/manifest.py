@@ -1,0 +1,296 @@
+"""What each artifact is: typed models parsed from ``manifests/*.toml``, and the trust overlay.
+
+A manifest names one upstream file (name, version, URL), says how it is verified (sha256 from the
+lock, plus an OpenPGP signature by pinned keys or an Authenticode signer) and where each pin came
+from. Unknown keys fail with "did you mean": a typo in ``fingerprints`` must never turn a check
+off. An empty allow-list is an error for the same reason (sigstore-python does the same).
+
+The fixture profile keeps these manifests (same names, versions and file names) and replaces only
+the trust material through an overlay file that ``mt5forge.fixtures`` writes; see
+:func:`apply_overlay`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlparse
+
+from mt5forge.errors import ConfigError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+PROFILES = ("upstream", "fixture")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pin:
+    source: str
+    """Where the sha256 in the lock comes from (a file and line, a published page, "observed")."""
+    sha256: str = ""
+    """A hash upstream itself publishes (Wine's addons.c constants). When set, the lock must hold
+    exactly this value: ``invoke pin`` cannot move it without a reviewed manifest change."""
+    source_url: str = ""
+    """A link to that source, where there is one."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OpenPGP:
+    keys: tuple[str, ...]
+    """Armored public key files in the keys directory; the only keys imported to verify."""
+    fingerprints: tuple[str, ...]
+    """Allow-list: full primary-key fingerprints (40 hex digits) that may sign this file."""
+    source: str
+    """Where the fingerprint comes from."""
+    signature_url: str = ""
+    """Detached signature; empty means ``<url>.asc``."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Authenticode:
+    subject: Mapping[str, str]
+    """Required attributes of the signer certificate's subject, e.g. ``{CN = "...", O = "..."}``;
+    every one must be present with exactly this value."""
+    source: str
+    """Where the signer's name comes from."""
+    ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
+    """PEM bundle the signer's chain must end in."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Manifest:
+    name: str
+    """Short unique name (``wine-mono``); the lock's key."""
+    version: str
+    """Upstream version; ``unversioned`` for files like mt5setup.exe that have none."""
+    url: str
+    """Upstream download URL; its last path segment is the file name everywhere else."""
+    pin: Pin
+    description: str = ""
+    openpgp: OpenPGP | None = None
+    authenticode: Authenticode | None = None
+    path: Path = Path()
+    """The manifest file this was read from (for messages)."""
+
+    @property
+    def filename(self) -> str:
+        """The upstream file name (last segment of the URL path)."""
+        return PurePosixPath(urlparse(self.url).path).name
+
+    @property
+    def signature_url(self) -> str:
+        if self.openpgp is None:
+            return ""
+        return self.openpgp.signature_url or f"{self.url}.asc"
+
+    @property
+    def signature_filename(self) -> str:
+        return PurePosixPath(urlparse(self.signature_url).path).name if self.openpgp else ""
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    if close:
+        return f"Did you mean '{close[0]}'?"
+    return "Known: " + ", ".join(sorted(choices)) + "."
+
+
+def _is_optional(hint: Any) -> tuple[bool, Any]:
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return True, args[0]
+    return False, hint
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    """Build frozen dataclass ``cls`` from a TOML table; unknown or mistyped keys fail."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}.")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{where}: unknown key '{key}'.", hint=did_you_mean(key, list(fields))
+            )
+        _, hint = _is_optional(hints[key])
+        out[key] = _coerce(value, hint, f"{where}.{key}")
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in out
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s): {', '.join(missing)}.")
+    return cls(**out)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, where)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}.")
+    origin = get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}.")
+    if origin is Mapping or hint is Mapping:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return types.MappingProxyType(dict(value))
+        raise ConfigError(f"{where}: expected a table of strings, got {value!r}.")
+    raise ConfigError(f"{where}: unsupported value {value!r}.")  # pragma: no cover
+
+
+def validate(m: Manifest) -> Manifest:
+    """Check one manifest's values; return it with fingerprints normalised to upper case."""
+    where = f"{m.path or 'manifest'} ({m.name})"
+    if not NAME_RE.match(m.name):
+        raise ConfigError(f"{where}: name must be lower-case letters, digits, '.', '_' and '-'.")
+    parsed = urlparse(m.url)
+    if parsed.scheme not in ("https", "http") or not m.filename:
+        raise ConfigError(f"{where}: url {m.url!r} is not an http(s) URL ending in a file name.")
+    if m.pin.sha256 and not SHA256_RE.match(m.pin.sha256):
+        raise ConfigError(
+            f"{where}: pin.sha256 {m.pin.sha256!r} is malformed.",
+            hint="A sha256 is 64 lower-case hex digits.",
+        )
+    if not m.pin.source.strip():
+        raise ConfigError(f"{where}: pin.source must say where the pin comes from.")
+    if m.openpgp is not None:
+        fprs = tuple(f.replace(" ", "").upper() for f in m.openpgp.fingerprints)
+        if not fprs:
+            raise ConfigError(f"{where}: openpgp.fingerprints is empty; an empty allow-list.")
+        for f in fprs:
+            if not FINGERPRINT_RE.match(f):
+                raise ConfigError(
+                    f"{where}: openpgp fingerprint {f!r} is malformed.",
+                    hint="Pin the full 40-hex-digit primary-key fingerprint, never a key id.",
+                )
+        if not m.openpgp.keys:
+            raise ConfigError(f"{where}: openpgp.keys names no key file.")
+        m = dataclasses.replace(m, openpgp=dataclasses.replace(m.openpgp, fingerprints=fprs))
+    if m.authenticode is not None and not m.authenticode.subject:
+        raise ConfigError(f"{where}: authenticode.subject is empty; an empty allow-list.")
+    return m
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    manifest = _build(Manifest, raw, str(path))
+    return validate(dataclasses.replace(manifest, path=path))
+
+
+def load_manifests(directory: Path) -> list[Manifest]:
+    """Every ``*.toml`` in ``directory``, sorted by name; duplicate names or files fail."""
+    if not directory.is_dir():
+        raise ConfigError(f"No manifests directory at {directory}.")
+    out: list[Manifest] = []
+    seen: dict[str, Path] = {}
+    files: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.toml")):
+        m = parse_manifest(path.read_text(encoding="utf-8"), path)
+        if m.name in seen:
+            raise ConfigError(f"{path}: artifact name '{m.name}' is also used by {seen[m.name]}.")
+        if m.filename in files:
+            raise ConfigError(
+                f"{path}: file name '{m.filename}' is also used by {files[m.filename]}."
+            )
+        seen[m.name] = path
+        files[m.filename] = path
+        out.append(m)
+    if not out:
+        raise ConfigError(f"No manifests (*.toml) in {directory}.")
+    return sorted(out, key=lambda m: m.name)
+
+
+# --- trust overlay (fixture profile) -------------------------------------------------------------
+
+_OVERLAY_SECTIONS: dict[str, type[Any]] = {
+    "pin": Pin,
+    "openpgp": OpenPGP,
+    "authenticode": Authenticode,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Overlay:
+    """Trust material replacing the manifests' own, per artifact; fixture profile only."""
+
+    profile: str
+    path: Path
+    artifacts: Mapping[str, Mapping[str, Any]]
+
+
+def load_overlay(path: Path) -> Overlay:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"Trust overlay {path} does not exist.") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    unknown = set(raw) - {"profile", "artifacts"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"{path}: unknown key '{key}'.", hint=did_you_mean(key, ["profile", "artifacts"])
+        )
+    profile = raw.get("profile")
+    if profile != "fixture":
+        raise ConfigError(
+            f'{path}: a trust overlay must declare profile = "fixture" (got {profile!r}).',
+            hint="The upstream profile trusts only the manifests' own pins.",
+        )
+    artifacts: dict[str, dict[str, Any]] = {}
+    for name, sections in dict(raw.get("artifacts", {})).items():
+        if not isinstance(sections, dict):
+            raise ConfigError(f"{path}: artifacts.{name} must be a table.")
+        built: dict[str, Any] = {}
+        for section, table in sections.items():
+            if section not in _OVERLAY_SECTIONS:
+                raise ConfigError(
+                    f"{path}: artifacts.{name}: unknown section '{section}'.",
+                    hint=did_you_mean(section, list(_OVERLAY_SECTIONS)),
+                )
+            built[section] = _build(
+                _OVERLAY_SECTIONS[section], table, f"{path} artifacts.{name}.{section}"
+            )
+        artifacts[name] = built
+    return Overlay(profile="fixture", path=path, artifacts=artifacts)
+
+
+def apply_overlay(manifests: Sequence[Manifest], overlay: Overlay) -> list[Manifest]:
+    """Replace pin/openpgp/authenticode per artifact; an overlay for an unknown name fails."""
+    names = [m.name for m in manifests]
+    for name in overlay.artifacts:
+        if name not in names:
+            raise ConfigError(
+                f"{overlay.path}: overlay for unknown artifact '{name}'.",
+                hint=did_you_mean(name, names),
+            )
+    out = []
+    for m in manifests:
+        sections = overlay.artifacts.get(m.name, {})
+        if sections:
+            m = validate(dataclasses.replace(m, **sections))
+        out.append(m)
+    return out
