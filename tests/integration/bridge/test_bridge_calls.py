@@ -1,0 +1,336 @@
+"""Every exposed call, client and simulator server in separate processes over TCP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+
+import mt5bridge.client as mt5
+import numpy as np
+import pytest
+import rpyc
+from conftest import SIM_LOGIN, SIM_PASSWORD, SIM_SERVER, RunningServer
+from mt5bridge.errors import NotExposedError
+from mt5bridge.handshake import client_handshake
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    return start_server()
+
+
+@pytest.fixture
+def bridge(server: RunningServer) -> Iterator[mt5.Bridge]:
+    b = mt5.Bridge("127.0.0.1", server.port)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def session(bridge: mt5.Bridge) -> mt5.Bridge:
+    assert bridge.initialize(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER) is True
+    return bridge
+
+
+def test_calls_before_initialize_fail_with_no_ipc(bridge: mt5.Bridge) -> None:
+    assert bridge.account_info() is None
+    assert bridge.last_error()[0] == mt5.RES_E_INTERNAL_FAIL_CONNECT
+
+
+@pytest.mark.parametrize(
+    ("login", "password", "server_name"),
+    [
+        (SIM_LOGIN, "wrong-password", SIM_SERVER),
+        (SIM_LOGIN + 1, SIM_PASSWORD, SIM_SERVER),
+        (SIM_LOGIN, SIM_PASSWORD, "Other-Server"),
+    ],
+)
+def test_bad_credentials_are_refused(
+    bridge: mt5.Bridge, login: int, password: str, server_name: str
+) -> None:
+    assert bridge.initialize(login=login, password=password, server=server_name) is False
+    assert bridge.last_error() == (mt5.RES_E_AUTH_FAILED, "authorization failed")
+
+
+def test_initialize_login_version_terminal_shutdown(session: mt5.Bridge) -> None:
+    assert session.login(SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER) is True
+    assert session.login(SIM_LOGIN, password="nope", server=SIM_SERVER) is False
+    assert session.last_error()[0] == mt5.RES_E_AUTH_FAILED
+    assert session.login(SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER) is True
+    version = session.version()
+    assert isinstance(version, tuple) and version[0] == 500
+    info = session.terminal_info()
+    assert type(info).__name__ == "TerminalInfo" and info.connected is True
+    assert info._asdict()["name"] == "mt5bridge simulator"
+    session.shutdown()
+    assert session.version() is None
+    assert session.last_error()[0] == mt5.RES_E_INTERNAL_FAIL_CONNECT
+
+
+def test_account_info_crosses_as_named_tuple(session: mt5.Bridge) -> None:
+    account = session.account_info()
+    assert type(account).__name__ == "AccountInfo"
+    assert (account.login, account.server, account.balance) == (SIM_LOGIN, SIM_SERVER, 10000.0)
+    assert account.equity == account.balance and account.margin == 0.0
+    assert not isinstance(account, rpyc.BaseNetref)
+
+
+def test_symbols(session: mt5.Bridge) -> None:
+    assert session.symbols_total() == 4
+    usd = session.symbols_get(group="*USD*,!XAU*")
+    assert {s.name for s in usd} == {"EURUSD", "GBPUSD", "USDJPY"}
+    info = session.symbol_info("EURUSD")
+    assert info.digits == 5 and info.volume_min == 0.01 and info.ask > info.bid
+    assert session.symbol_select("EURUSD", False) is True
+    assert session.symbol_info("EURUSD").select is False
+    tick = session.symbol_info_tick("EURUSD")
+    assert type(tick).__name__ == "Tick" and tick.ask > tick.bid > 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.symbol_info("NOPE"),
+        lambda b: b.symbol_info_tick("NOPE"),
+        lambda b: b.copy_rates_from_pos("NOPE", mt5.TIMEFRAME_M1, 0, 10),
+        lambda b: b.copy_ticks_from("NOPE", 0, 10, mt5.COPY_TICKS_ALL),
+    ],
+)
+def test_unknown_symbol(session: mt5.Bridge, call: Callable[[mt5.Bridge], object]) -> None:
+    assert call(session) is None
+    code, message = session.last_error()
+    assert code == mt5.RES_E_INVALID_PARAMS and "NOPE" in message
+
+
+def test_unknown_symbol_in_select_returns_false(session: mt5.Bridge) -> None:
+    assert session.symbol_select("NOPE", True) is False
+
+
+def test_rates_cross_as_one_structured_array(session: mt5.Bridge) -> None:
+    rates = session.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 1000)
+    assert isinstance(rates, np.ndarray) and rates.shape == (1000,)
+    assert rates.dtype.names == (
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "tick_volume",
+        "spread",
+        "real_volume",
+    )
+    assert (np.diff(rates["time"]) == 60).all()
+    assert (rates["high"] >= rates["low"]).all()
+    rates[0]["close"] = 0.0  # writable, as MetaTrader5's arrays are
+    last = int(rates["time"][-1])
+    frm = session.copy_rates_from("EURUSD", mt5.TIMEFRAME_M1, last, 10)
+    assert len(frm) == 10 and int(frm["time"][-1]) == last
+    start = dt.datetime.fromtimestamp(last - 600, dt.UTC)
+    rng = session.copy_rates_range("EURUSD", mt5.TIMEFRAME_M1, start, last)
+    assert len(rng) == 11
+    h1 = session.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_H1, 0, 24)
+    assert (np.diff(h1["time"]) == 3600).all()
+    assert session.copy_rates_from_pos("EURUSD", 7, 0, 10) is None
+    assert session.last_error()[0] == mt5.RES_E_INVALID_PARAMS
+
+
+def test_ticks(session: mt5.Bridge) -> None:
+    rates = session.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 10)
+    start = int(rates["time"][0])
+    ticks = session.copy_ticks_from("EURUSD", start, 25, mt5.COPY_TICKS_ALL)
+    assert len(ticks) == 25 and "time_msc" in ticks.dtype.names
+    assert (ticks["ask"] > ticks["bid"]).all()
+    ranged = session.copy_ticks_range("EURUSD", start, start + 59, mt5.COPY_TICKS_ALL)
+    assert len(ranged) == 6 and (ranged["time"] < start + 60).all()
+
+
+def test_market_order_partial_close_and_history(session: mt5.Bridge) -> None:
+    opened = session.order_send(
+        {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.3,
+            "type": mt5.ORDER_TYPE_BUY,
+            "magic": 7,
+            "comment": "t",
+        }
+    )
+    assert opened.retcode == mt5.TRADE_RETCODE_DONE and opened.volume == 0.3
+    assert type(opened.request).__name__ == "TradeRequest" and opened.request.magic == 7
+    assert session.positions_total() == 1
+    (pos,) = session.positions_get(symbol="EURUSD")
+    assert pos.volume == 0.3 and pos.ticket == opened.order
+    assert session.account_info().margin > 0
+    partial = session.order_send(
+        {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": mt5.ORDER_TYPE_SELL,
+            "position": pos.ticket,
+        }
+    )
+    assert partial.retcode == mt5.TRADE_RETCODE_DONE
+    assert session.positions_get(ticket=pos.ticket)[0].volume == pytest.approx(0.2)
+    session.order_send(
+        {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.2,
+            "type": mt5.ORDER_TYPE_SELL,
+            "position": pos.ticket,
+        }
+    )
+    assert session.positions_total() == 0
+    deals = session.history_deals_get(position=pos.ticket)
+    assert [d.entry for d in deals] == [mt5.DEAL_ENTRY_IN, mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT]
+    account = session.account_info()
+    assert account.balance == pytest.approx(10000.0 + sum(d.profit for d in deals))
+    assert account.equity == account.balance and account.margin == 0.0
+    far = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+    assert session.history_deals_total(0, far) == 3
+    assert session.history_orders_total(0, far) == 3
+    assert len(session.history_orders_get(0, far, group="EUR*")) == 3
+    assert session.history_orders_get(ticket=pos.ticket)[0].state == mt5.ORDER_STATE_FILLED
+
+
+def test_invalid_volume_is_refused_with_the_trade_retcode(session: mt5.Bridge) -> None:
+    for volume in (0.0, 0.015, 1000.0):
+        request = {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": volume,
+            "type": mt5.ORDER_TYPE_BUY,
+        }
+        result = session.order_send(request)
+        assert result.retcode == mt5.TRADE_RETCODE_INVALID_VOLUME, volume
+        assert session.order_check(request).retcode == mt5.TRADE_RETCODE_INVALID_VOLUME
+    assert session.positions_total() == 0
+
+
+def test_other_bad_trade_requests(session: mt5.Bridge) -> None:
+    tick = session.symbol_info_tick("EURUSD")
+    base = {
+        "action": mt5.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": mt5.ORDER_TYPE_BUY,
+    }
+    assert session.order_send({**base, "symbol": "NOPE"}).retcode == mt5.TRADE_RETCODE_INVALID
+    bad_sl = {**base, "sl": tick.ask + 0.01}
+    assert session.order_send(bad_sl).retcode == mt5.TRADE_RETCODE_INVALID_STOPS
+    assert session.order_send({**base, "volume": 90.0}).retcode == mt5.TRADE_RETCODE_NO_MONEY
+    gone = {**base, "type": mt5.ORDER_TYPE_SELL, "position": 424242}
+    assert session.order_send(gone).retcode == mt5.TRADE_RETCODE_POSITION_CLOSED
+    assert session.order_send("not a dict") is None
+    assert session.last_error()[0] == mt5.RES_E_INVALID_PARAMS
+
+
+def test_pending_order_lifecycle(session: mt5.Bridge) -> None:
+    tick = session.symbol_info_tick("EURUSD")
+    request = {
+        "action": mt5.TRADE_ACTION_PENDING,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": mt5.ORDER_TYPE_BUY_LIMIT,
+        "price": round(tick.ask - 0.01, 5),
+        "sl": round(tick.ask - 0.02, 5),
+        "tp": round(tick.ask + 0.02, 5),
+    }
+    wrong_side = {**request, "price": round(tick.ask + 0.01, 5), "sl": 0.0, "tp": 0.0}
+    assert session.order_send(wrong_side).retcode == mt5.TRADE_RETCODE_INVALID_PRICE
+    placed = session.order_send(request)
+    assert placed.retcode == mt5.TRADE_RETCODE_PLACED
+    assert session.orders_total() == 1
+    (order,) = session.orders_get(symbol="EURUSD")
+    assert order.state == mt5.ORDER_STATE_PLACED and order.price_open == request["price"]
+    assert session.orders_get(group="GBP*") == ()
+    moved = session.order_send(
+        {
+            "action": mt5.TRADE_ACTION_MODIFY,
+            "order": order.ticket,
+            "price": round(tick.ask - 0.015, 5),
+            "sl": 0.0,
+            "tp": 0.0,
+        }
+    )
+    assert moved.retcode == mt5.TRADE_RETCODE_DONE
+    assert session.orders_get(ticket=order.ticket)[0].price_open == round(tick.ask - 0.015, 5)
+    removed = session.order_send({"action": mt5.TRADE_ACTION_REMOVE, "order": order.ticket})
+    assert removed.retcode == mt5.TRADE_RETCODE_DONE and session.orders_total() == 0
+    assert session.history_orders_get(ticket=order.ticket)[0].state == mt5.ORDER_STATE_CANCELED
+
+
+def test_sltp_check_and_calc(session: mt5.Bridge) -> None:
+    opened = session.order_send(
+        {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 1.0,
+            "type": mt5.ORDER_TYPE_BUY,
+        }
+    )
+    tick = session.symbol_info_tick("EURUSD")
+    sltp = {
+        "action": mt5.TRADE_ACTION_SLTP,
+        "position": opened.order,
+        "sl": round(tick.bid - 0.01, 5),
+        "tp": round(tick.bid + 0.01, 5),
+    }
+    assert session.order_send(sltp).retcode == mt5.TRADE_RETCODE_DONE
+    assert session.positions_get()[0].sl == sltp["sl"]
+    check = session.order_check(
+        {
+            "action": mt5.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 1.0,
+            "type": mt5.ORDER_TYPE_SELL,
+        }
+    )
+    assert check.retcode == 0 and check.comment == "Done"
+    assert check.margin > session.account_info().margin
+    margin = session.order_calc_margin(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1)
+    assert margin == pytest.approx(1100.0)  # 100,000 EUR / 100 leverage at 1.1 USD per EUR
+    profit = session.order_calc_profit(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1, 1.101)
+    assert profit == pytest.approx(100.0)
+    assert session.order_calc_margin(mt5.ORDER_TYPE_BUY, "NOPE", 1.0, 1.1) is None
+
+
+def test_module_level_api_has_the_metatrader5_call_shape(server: RunningServer) -> None:
+    mt5.connect("127.0.0.1", server.port)
+    try:
+        assert mt5.initialize(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER)
+        assert mt5.symbol_info_tick("GBPUSD").bid > 0
+        assert mt5.account_info().login == SIM_LOGIN
+    finally:
+        mt5.disconnect()
+
+
+def test_calling_something_not_exposed_is_refused(
+    session: mt5.Bridge, server: RunningServer
+) -> None:
+    for name in ("eval", "__import__", "_check_credentials", "as_module"):
+        with pytest.raises(NotExposedError, match="not an exposed MetaTrader5 call"):
+            session.call(name, "1+1")
+    assert not hasattr(mt5, "eval")
+    # A raw RPyC client that passed the handshake still reaches nothing but exposed_call.
+    import socket
+
+    from rpyc.core.stream import SocketStream
+
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    client_handshake(sock)
+    conn = rpyc.connect_stream(SocketStream(sock), rpyc.VoidService, config={})
+    try:
+        with pytest.raises(AttributeError):
+            _ = conn.root._backend
+        with pytest.raises(AttributeError):
+            _ = conn.root.exposed_call.__globals__
+        # Arguments that are proxies back into the client are refused, not dereferenced.
+        reply = conn.root.call("symbol_info_tick", ("T", ([1, 2],)), ("D", (), ()))
+        assert reply[0] == "err" and reply[1] == "Codec"
+    finally:
+        conn.close()
+    assert server.wait_for_log("refused a call to 'eval'")

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections import namedtuple
+
+import numpy as np
+import pytest
+from mt5bridge.codec import decode, encode
+from mt5bridge.errors import CodecError
+from mt5bridge.records import RATES_DTYPE
+from rpyc.core import brine
+
+
+def test_named_tuples_keep_name_fields_and_values() -> None:
+    Tick = namedtuple("Tick", "time bid ask")
+    wire = encode((Tick(1, np.float64(1.5), 1.6), [1, {"a": None}]))
+    assert brine.dumpable(wire)
+    tick, rest = decode(wire)
+    assert type(tick).__name__ == "Tick" and tick._fields == ("time", "bid", "ask")
+    assert tick == (1, 1.5, 1.6) and type(tick.bid) is float
+    assert rest == [1, {"a": None}]
+
+
+def test_structured_array_crosses_as_one_blob() -> None:
+    rates = np.zeros(1000, dtype=RATES_DTYPE)
+    rates["close"] = np.arange(1000) / 7
+    wire = encode(rates)
+    assert wire[0] == "A" and type(wire[3]) is bytes and len(wire[3]) == rates.nbytes
+    back = decode(wire)
+    assert back.dtype == rates.dtype and (back == rates).all()
+    back[0]["close"] = 5.0  # writable
+
+
+def test_plain_array_and_datetimes() -> None:
+    arr = np.arange(6, dtype="<f8").reshape(2, 3)
+    assert (decode(encode(arr)) == arr).all()
+    aware = dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC)
+    naive = dt.datetime(2024, 1, 2, 3, 4)
+    assert decode(encode((aware, naive))) == (aware, naive)
+
+
+@pytest.mark.parametrize("value", [object(), {1.5: "x"}, np.array([object()]), {1, 2}])
+def test_values_that_are_not_plain_data_are_refused(value: object) -> None:
+    with pytest.raises(CodecError):
+        encode(value)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        ("X", ()),
+        ("T", [1]),
+        ("N", "os.system", ("a",), (1,)),
+        ("N", "T", ("import",), (1,)),
+        ("A", (("f", "|O"),), (1,), b"\0" * 8),
+        ("A", "<f8", (2,), b"\0" * 8),
+        ("D", (1.5,), (1,)),
+        [1, 2],
+        object(),
+    ],
+)
+def test_decoder_accepts_only_its_grammar(wire: object) -> None:
+    with pytest.raises(CodecError):
+        decode(wire)
+
+
+def test_nesting_is_bounded() -> None:
+    deep: object = 1
+    for _ in range(100):
+        deep = ("T", (deep,))
+    with pytest.raises(CodecError, match="nested"):
+        decode(deep)
