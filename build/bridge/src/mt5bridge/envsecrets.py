@@ -18,8 +18,9 @@ def read_setting(name: str, environ: Mapping[str, str] | None = None) -> str | N
     secret file (as `echo secret > file` writes it) is not part of the value.
     """
     env = os.environ if environ is None else environ
-    direct = env.get(name)
-    file_name = env.get(f"{name}_FILE")
+    # An empty variable counts as unset: compose files often pass `NAME=` through unfilled.
+    direct = env.get(name) or None
+    file_name = env.get(f"{name}_FILE") or None
     if direct is not None and file_name is not None:
         raise SettingError(f"{name} and {name}_FILE are both set; set only one")
     if file_name is not None:
