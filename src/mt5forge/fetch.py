@@ -447,10 +447,17 @@ def pin_all(
                     progress.finish(m.name, "failed")
                 raise
             old = profile.lock.get(m.name)
-            note = f"{m.pin.source}; pinned: {why}"
-            new_lock[m.name] = LockEntry(
-                name=m.name, filename=m.filename, sha256=got.sha256, size=got.size, note=note
-            )
+            if old and old.sha256 == got.sha256 and old.filename == m.filename and old.size:
+                # Unchanged: keep the reviewed entry (and its note) byte for byte.
+                new_lock[m.name] = old
+            else:
+                new_lock[m.name] = LockEntry(
+                    name=m.name,
+                    filename=m.filename,
+                    sha256=got.sha256,
+                    size=got.size,
+                    note=f"{m.pin.source}; pinned: {why}",
+                )
             if old is None or old.sha256 != got.sha256 or old.filename != m.filename:
                 changes.append(
                     PinChange(

@@ -184,6 +184,10 @@ def download(
             if on_start:
                 on_start(total, offset)
             written = offset
+            # Keep the bytes of a body that breaks off: with urllib3's own length check the
+            # last read raises and drops what it got. We compare the length ourselves below.
+            if hasattr(resp.raw, "enforce_content_length"):
+                resp.raw.enforce_content_length = False
             try:
                 with open(dest, "r+b" if offset else "wb") as f:
                     f.seek(offset)
