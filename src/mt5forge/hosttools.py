@@ -30,10 +30,23 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "msiinfo": "msitools",
     "openssl": "openssl",
     "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
+    "gpgconf": "gnupg",
 }
 
 #: What the test suite and the demo use on the host.
-PIPELINE_PROGRAMS = ("debootstrap", "docker-registry", "skopeo", "gpg", "osslsigncode", "wixl")
+PIPELINE_PROGRAMS = (
+    "debootstrap",
+    "docker-registry",
+    "skopeo",
+    "gpg",
+    "osslsigncode",
+    "wixl",
+    # The fetch stage's fixture profile: MSIs (wixl, msiinfo), stand-in installers (mingw),
+    # a throw-away Authenticode certificate (openssl).
+    "msiinfo",
+    "x86_64-w64-mingw32-gcc",
+    "openssl",
+)
 
 _apt_updated = False
 

