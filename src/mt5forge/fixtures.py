@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from mt5forge.cache import sha256_file
+from mt5forge.config import Settings
 from mt5forge.hosttools import ensure_programs
 from mt5forge.lock import LockEntry, write_lock
 from mt5forge.manifest import Manifest, load_manifests
@@ -544,3 +546,79 @@ def serve_fixture_profile(profile: FixtureProfile) -> Iterator[str]:
     """Serve the profile's stand-ins on 127.0.0.1; yields the base URL to use as the mirror."""
     with serve_directory(profile.serve_dir) as server:
         yield server.url
+
+
+# --- the fixture profile as a place on disk (invoke fetch --fixture, invoke demo) ---------------
+
+_PROFILE_FILE = "profile.json"
+
+
+def save_profile(profile: FixtureProfile) -> Path:
+    data = {
+        f.name: (str(v) if isinstance(v, Path) else v)
+        for f in dataclasses.fields(profile)
+        for v in [getattr(profile, f.name)]
+    }
+    data["markers"] = {k: list(v) for k, v in profile.markers.items()}
+    data["artifacts"] = dict(profile.artifacts)
+    path = profile.root / _PROFILE_FILE
+    path.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def load_profile_dir(root: Path) -> FixtureProfile | None:
+    """A profile made earlier in ``root``, or None when there is none (or it is incomplete)."""
+    path = root / _PROFILE_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    paths = {f.name for f in dataclasses.fields(FixtureProfile)} - {
+        "openpgp_fingerprint",
+        "markers",
+        "artifacts",
+    }
+    kwargs: dict[str, Any] = {k: Path(data[k]) for k in paths}
+    kwargs["openpgp_fingerprint"] = data["openpgp_fingerprint"]
+    kwargs["markers"] = {k: tuple(v) for k, v in data["markers"].items()}
+    kwargs["artifacts"] = dict(data["artifacts"])
+    profile = FixtureProfile(**kwargs)
+    if not all((profile.serve_dir / f).is_file() for f in profile.artifacts.values()):
+        return None
+    return profile
+
+
+def ensure_fixture_profile(root: Path, *, manifests_dir: Path | None = None) -> FixtureProfile:
+    """Reuse the profile in ``root`` when it covers the same manifests; else make a new one.
+
+    Reuse keeps the stand-ins' hashes stable, so a second fetch is all cache hits.
+    """
+    manifests_dir = (manifests_dir or _default_manifests_dir()).resolve()
+    wanted = {m.name: m.filename for m in load_manifests(manifests_dir)}
+    existing = load_profile_dir(root)
+    if existing is not None and dict(existing.artifacts) == wanted:
+        return existing
+    if root.exists():
+        shutil.rmtree(root)
+    profile = make_fixture_profile(root, manifests_dir=manifests_dir)
+    save_profile(profile)
+    return profile
+
+
+def fixture_root(settings: Settings) -> Path:
+    """Where ``invoke fetch --fixture`` keeps its profile: beside the artifact cache."""
+    return settings.cache_dir.parent / "fixture-profile"
+
+
+@contextlib.contextmanager
+def fixture_session(settings: Settings) -> Iterator[tuple[FixtureProfile, Settings]]:
+    """Make (or reuse) the fixture profile, serve it on 127.0.0.1, and yield settings that
+    fetch it through the mirror override into the usual cache, with the fixture's trust."""
+    profile = ensure_fixture_profile(
+        fixture_root(settings), manifests_dir=settings.path(settings.fetch.manifests_dir)
+    )
+    with serve_fixture_profile(profile) as url:
+        values = profile.settings_overrides(url)["fetch"]
+        yield (
+            profile,
+            dataclasses.replace(settings, fetch=dataclasses.replace(settings.fetch, **values)),
+        )

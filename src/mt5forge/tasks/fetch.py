@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from invoke.context import Context
@@ -18,8 +19,10 @@ from rich.progress import (
 )
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from mt5forge.fetch import Artifact, fetch_all, pin_all
+from mt5forge.fixtures import fixture_session
 from mt5forge.tasks._common import console, task_context
 
 
@@ -66,7 +69,7 @@ def summary(artifacts: Sequence[Artifact], title: str) -> Table:
             a.version,
             f"{a.size / 1e6:.2f} MB" if a.size >= 100_000 else f"{a.size / 1e3:.1f} kB",
             a.sha256[:12],
-            a.verified_by,
+            Text(a.verified_by),  # plain text: "[fixture]" is not rich markup
             a.profile,
             "hit" if a.cache_hit else "downloaded",
         )
@@ -83,6 +86,8 @@ def _names(name: str | None) -> list[str] | None:
         "mirror": "Base URL serving every artifact by its upstream file name (also "
         "MT5FORGE_MIRROR / [fetch] mirror).",
         "name": "Only these artifacts (comma-separated names from manifests/).",
+        "fixture": "Use the fixture profile: stand-ins made on this machine, served on "
+        "127.0.0.1, fetched through the mirror override (no upstream needed).",
         "verbose": "Show debug logs and tracebacks.",
     }
 )
@@ -91,11 +96,16 @@ def fetch(
     offline: bool = False,
     mirror: str | None = None,
     name: str | None = None,
+    fixture: bool = False,
     verbose: bool = False,
 ) -> None:
     """Download and verify every pinned artifact into the content-addressed cache."""
     with task_context(verbose, overrides={"fetch": {"mirror": mirror}}) as settings:
-        with _bars() as bars:
+        with contextlib.ExitStack() as stack:
+            if fixture:
+                with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
+                    _, settings = stack.enter_context(fixture_session(settings))
+            bars = stack.enter_context(_bars())
             artifacts = fetch_all(
                 settings, offline=offline, names=_names(name), progress=RichProgress(bars)
             )

@@ -75,6 +75,7 @@ def test_invoke_fetch_cli_summary(
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out.append(proc.stdout)
     assert "Artifacts (fixture profile)" in out[0]
+    assert "[fixture]" in out[0]
     assert out[0].count("downloaded") == 5 and "5 artifact(s) verified, 0 from the cache" in out[0]
     assert out[1].count(" hit ") == 5 and "5 from the cache" in out[1]
     offline = subprocess.run(
@@ -229,3 +230,26 @@ def test_pin_keeps_signature_files(pin_settings: Settings) -> None:
     pin_all(pin_settings, names=["python-windows"])
     lock_dir = pin_settings.path(pin_settings.fetch.lock_dir)
     assert (lock_dir / "signatures" / "python-3.12.10-amd64.exe.asc").is_file()
+
+
+def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
+    """`invoke fetch --fixture`: makes the profile, serves it, fetches; then all cache hits."""
+    env = {**os.environ, "MT5FORGE_FETCH_CACHE_DIR": str(tmp_path / "c" / "artifacts"),
+           "COLUMNS": "200"}  # fmt: skip
+    invoke = str(Path(sys.executable).with_name("invoke"))
+    runs = [
+        subprocess.run([invoke, "fetch", "--fixture"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=600)
+        for _ in range(2)
+    ]  # fmt: skip
+    for r in runs:
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert "Artifacts (fixture profile)" in runs[0].stdout
+    assert runs[0].stdout.count("downloaded") == 5
+    assert "5 from the cache" in runs[1].stdout
+    assert (tmp_path / "c" / "fixture-profile" / "profile.json").is_file()
+    from mt5forge.fixtures import load_profile_dir, stop_gpg_agent
+
+    profile = load_profile_dir(tmp_path / "c" / "fixture-profile")
+    assert profile is not None
+    stop_gpg_agent(profile.gnupghome)
