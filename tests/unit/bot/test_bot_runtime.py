@@ -119,3 +119,14 @@ def test_whereami_has_no_secrets(tmp_path: Path) -> None:
     text = whereami.write(settings).read_text()
     assert "account: *****567" in text and "server: Sim-Demo" in text
     assert PASSWORD not in text and "51234567" not in text
+
+
+def test_help_explains_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from mt5bot.bot import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("MT5_LOGIN", "MT5_PASSWORD", "MT5_SERVER", "_FILE", "MT5BOT_SYMBOL"):
+        assert name in out

@@ -8,6 +8,7 @@ MT5BOT_ITERATIONS cycles.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -158,7 +159,29 @@ def run(settings: Settings, stop: threading.Event, backoff: Backoff = DEFAULT_BA
     return 0
 
 
+USAGE = """\
+Settings come only from the environment and Docker secrets (NAME_FILE reads the value from a
+file, e.g. /run/secrets/mt5_password):
+  MT5_LOGIN, MT5_PASSWORD, MT5_SERVER   the account (required; *_FILE variants accepted)
+  MT5_BRIDGE_HOST, MT5_BRIDGE_PORT      the bridge (default 127.0.0.1:18812)
+  MT5_BRIDGE_TLS_CA/_CERT/_KEY          mutual TLS for a bridge off loopback (`invoke certs`)
+  MT5BOT_SYMBOL                         symbol whose tick is reported (default EURUSD)
+  MT5BOT_INTERVAL                       seconds between reports (default 10)
+  MT5BOT_ITERATIONS                     stop after N reports (default 0: run until SIGTERM)
+  MT5BOT_DEMO_ORDER                     true: place and close one order (demo accounts only)
+  MT5BOT_LOG_LEVEL, MT5BOT_LOG_DIR      logging (secrets are redacted at every level)
+  MT5BOT_STATE_DIR                      health file and whereami.txt (default /config/_meta)
+Exit codes: 0 done, 2 invalid settings, 3 login refused."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="mt5bot",
+        description="The reference trading bot: logs in through the bridge and reports account "
+        "state and a symbol's tick on an interval.",
+        epilog=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     try:
         settings = load()
     except SettingsError as exc:
