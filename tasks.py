@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from mt5forge.tasks import base, certs, config, demo, engine, registry
+from mt5forge.tasks import build as build_tasks
 from mt5forge.tasks import fetch as fetch_tasks
 
 ns = Collection()
@@ -11,6 +12,7 @@ ns.add_task(engine.tools)
 ns.add_task(base.base)
 ns.add_task(fetch_tasks.fetch)
 ns.add_task(fetch_tasks.pin)
+ns.add_task(build_tasks.build)
 ns.add_task(certs.certs)
 ns.add_task(demo.demo)
 ns.add_task(config.show_config, name="config")
