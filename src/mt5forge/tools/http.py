@@ -124,10 +124,10 @@ def download(
     so that a later run resumes, and the caller removes it when the bytes prove wrong.
     Raises :class:`FetchError` naming ``name``, the URL and the last reason.
     """
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if urlparse(url).scheme == "file":
         return _copy_file_url(url, dest, name, on_start, on_bytes)
     session = session or new_session()
-    dest.parent.mkdir(parents=True, exist_ok=True)
     attempts = options.retries + 1
     reason = ""
     resumed_any = False

@@ -253,3 +253,14 @@ def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
     profile = load_profile_dir(tmp_path / "c" / "fixture-profile")
     assert profile is not None
     stop_gpg_agent(profile.gnupghome)
+
+
+def test_file_mirror_into_a_fresh_cache(
+    make_settings: Callable[..., Settings], fixture_profile: FixtureProfile
+) -> None:
+    """A ``file://`` mirror (an air-gapped copy on disk) goes through the same pins and checks."""
+    s = make_settings(mirror=fixture_profile.serve_dir.as_uri())
+    first = fetch_all(s)
+    assert sorted(a.name for a in first) == sorted(fixture_profile.artifacts)
+    assert all(not a.cache_hit and sha256_file(a.path) == a.sha256 for a in first)
+    assert all(a.url.startswith("file://") for a in first)
