@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -110,9 +111,13 @@ def fetch(
                 settings, offline=offline, names=_names(name), progress=RichProgress(bars)
             )
         profile = artifacts[0].profile if artifacts else settings.fetch.profile
-        # Logs and CI are not terminals: give the table room instead of folding every cell.
-        width = None if console.is_terminal else max(console.width, 150)
-        console.print(summary(artifacts, f"Artifacts ({profile} profile)"), width=width)
+        # Logs and CI are not terminals: give the table room instead of folding every cell
+        # ("how verified" cut to "sha256…"). Console.print(width=) cannot widen past the
+        # console's own width (it takes the min), so print through a wider console.
+        out = console
+        if not console.is_terminal:
+            out = Console(file=console.file, highlight=False, width=max(console.width, 200))
+        out.print(summary(artifacts, f"Artifacts ({profile} profile)"))
         hits = sum(a.cache_hit for a in artifacts)
         console.print(
             f"{len(artifacts)} artifact(s) verified, {hits} from the cache, into "

@@ -234,8 +234,9 @@ def test_pin_keeps_signature_files(pin_settings: Settings) -> None:
 
 def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
     """`invoke fetch --fixture`: makes the profile, serves it, fetches; then all cache hits."""
+    # A narrow, non-terminal output (CI logs): the table must still say how each was verified.
     env = {**os.environ, "MT5FORGE_FETCH_CACHE_DIR": str(tmp_path / "c" / "artifacts"),
-           "COLUMNS": "200"}  # fmt: skip
+           "COLUMNS": "80"}  # fmt: skip
     invoke = str(Path(sys.executable).with_name("invoke"))
     runs = [
         subprocess.run([invoke, "fetch", "--fixture"], cwd=REPO, env=env, capture_output=True,
@@ -246,6 +247,9 @@ def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stdout + r.stderr
     assert "Artifacts (fixture profile)" in runs[0].stdout
     assert runs[0].stdout.count("downloaded") == 5
+    for how in ("Authenticode mt5forge fixture signer [fixture]", "sha256 (lock) [fixture]"):
+        assert how in runs[0].stdout, runs[0].stdout
+    assert "…" not in runs[0].stdout, "a cell of the summary was cut"
     assert "5 from the cache" in runs[1].stdout
     assert (tmp_path / "c" / "fixture-profile" / "profile.json").is_file()
     from mt5forge.fixtures import load_profile_dir, stop_gpg_agent
