@@ -1,0 +1,316 @@
+"""The build stage against a real engine: all five images from the fixture profile.
+
+One session-scoped build makes every image (terminal slim/secure, bot slim/secure,
+terminal-sim); the tests then read the images, their layers and their filesystems. The build
+uses a CA bundle that carries a marker line, so a test can prove the bundle is in no layer of
+any final image. Images are kept (they are the cache); containers are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import pytest
+
+from mt5forge import config
+from mt5forge.build import BuildResult, build_all
+from mt5forge.config import Settings
+from mt5forge.fetch import fetch_all
+from mt5forge.fixtures import FixtureProfile, fixture_session
+from mt5forge.records import read_record
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
+CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
+PREFIX_TEMPLATE = "/opt/mt5forge/wine"
+EXPOSED = {
+    "terminal:slim": set(),
+    "terminal:secure": {"3000/tcp"},
+    "bot:slim": set(),
+    "bot:secure": set(),
+    "terminal-sim:slim": set(),
+}
+
+
+class Built:
+    def __init__(
+        self,
+        settings: Settings,
+        profile: FixtureProfile,
+        first: list[BuildResult],
+        second: list[BuildResult],
+        bundle: Path,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.first = {str(r.target): r for r in first}
+        self.second = {str(r.target): r for r in second}
+        self.bundle = bundle
+
+
+@pytest.fixture(scope="session")
+def built(
+    docker_client: Any, base_image: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
+    run_dir = tmp_path_factory.mktemp("build-run")
+    bundle = run_dir / "build-ca.pem"
+    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
+    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
+    settings = config.load(
+        REPO,
+        env={},
+        overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(run_dir)}},
+    )
+    with fixture_session(settings) as (profile, fixture_settings):
+        artifacts = fetch_all(fixture_settings, offline=False)
+        first = build_all(fixture_settings, artifacts=artifacts)
+        second = build_all(fixture_settings, artifacts=artifacts)
+        yield Built(fixture_settings, profile, first, second, bundle)
+
+
+@contextlib.contextmanager
+def container(client: Any, image: str, **kw: Any) -> Iterator[Any]:
+    c = client.containers.create(image, **kw)
+    try:
+        yield c
+    finally:
+        c.remove(force=True)
+
+
+def run(client: Any, image: str, command: list[str], **kw: Any) -> tuple[int, str]:
+    with container(client, image, command=command, **kw) as c:
+        c.start()
+        code = c.wait(timeout=120)["StatusCode"]
+        return int(code), c.logs().decode("utf-8", "replace")
+
+
+def exported_members(client: Any, image: str) -> Iterator[tarfile.TarInfo]:
+    """The image's filesystem as `docker export` gives it (a created, never started container)."""
+    with container(client, image, command=["/nothing"]) as c, tempfile.TemporaryFile() as f:
+        for chunk in c.export():
+            f.write(chunk)
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            yield from tar
+
+
+def test_all_five_images_built(built: Built) -> None:
+    assert sorted(built.first) == sorted(EXPOSED)
+    for name, r in built.first.items():
+        assert r.image_id.startswith("sha256:"), name
+        assert r.size > 0 and r.layers > 0, name
+
+
+def test_second_build_is_all_cache_hits(built: Built) -> None:
+    for name, r in built.second.items():
+        assert r.all_cached, f"{name}: {r.cached}/{r.steps} steps from the cache"
+        assert r.image_id == built.first[name].image_id, name
+
+
+def test_build_records_keyed_by_image_id(built: Built) -> None:
+    for name, r in built.second.items():
+        record = read_record(built.settings.run_dir, "build", r.image_id)
+        assert record is not None, name
+        assert record["reference"] == r.reference
+        assert record["profile"] == "fixture"
+        assert record["labels"]["org.mt5forge.profile"] == "fixture"
+
+
+def test_labels(built: Built, docker_client: Any) -> None:
+    for name, r in built.first.items():
+        labels = docker_client.images.get(r.image_id).labels
+        for key in ("source", "revision", "version", "created", "base.name", "base.digest"):
+            assert labels.get(f"org.opencontainers.image.{key}"), f"{name}: no {key} label"
+        assert labels["org.mt5forge.profile"] == "fixture", name
+        if name.startswith("terminal:"):
+            for filename in built.profile.markers:
+                shas = [v for k, v in labels.items() if k.endswith(".sha256")]
+                assert len(shas) >= len(built.profile.markers), name
+                assert filename in labels.values(), f"{name}: no label names {filename}"
+
+
+def test_runtime_user_healthcheck_entrypoint_and_ports(built: Built, docker_client: Any) -> None:
+    uid, gid = built.settings.runtime.uid, built.settings.runtime.gid
+    for name, r in built.first.items():
+        cfg = docker_client.images.get(r.image_id).attrs["Config"]
+        assert cfg["User"] == f"{uid}:{gid}", f"{name}: runs as {cfg['User']!r}"
+        assert cfg.get("Healthcheck", {}).get("Test"), f"{name}: no HEALTHCHECK"
+        assert cfg["Healthcheck"]["Test"][0] == "CMD", f"{name}: HEALTHCHECK is not exec form"
+        assert cfg["Entrypoint"][0] == "/usr/bin/tini", f"{name}: entrypoint {cfg['Entrypoint']}"
+        assert cfg["Cmd"] and cfg["Cmd"][0] != "/bin/sh", f"{name}: CMD {cfg['Cmd']}"
+        assert set(cfg.get("ExposedPorts") or {}) == EXPOSED[name], name
+
+
+def test_cmd_passes_through_the_entrypoint(built: Built, docker_client: Any) -> None:
+    for name in ("terminal:slim", "bot:secure", "terminal-sim:slim"):
+        code, out = run(docker_client, built.first[name].image_id, ["python3", "-c", "print(42)"])
+        assert (code, out.strip()) == (0, "42"), f"{name}: {code} {out}"
+    code, out = run(docker_client, built.first["terminal:slim"].image_id, ["wine", "--version"])
+    assert code == 0 and "wine-10.0" in out, out
+
+
+def test_ca_bundle_in_no_layer_of_any_final_image(built: Built, docker_client: Any) -> None:
+    bundle_sha = hashlib.sha256(built.bundle.read_bytes()).hexdigest()
+    seen_layers: set[str] = set()
+    scanned = 0
+    for name, r in built.first.items():
+        image = docker_client.images.get(r.image_id)
+        history = " ".join(str(h.get("CreatedBy", "")) for h in image.history())
+        assert CA_MARKER.decode() not in history, name
+        assert "build-ca" not in history, name
+        with tempfile.TemporaryFile() as f:
+            for chunk in image.save():
+                f.write(chunk)
+            f.seek(0)
+            with tarfile.open(fileobj=f) as saved:
+                for member in saved:
+                    if not member.name.endswith("layer.tar") or member.name in seen_layers:
+                        continue
+                    seen_layers.add(member.name)
+                    layer = saved.extractfile(member)
+                    assert layer is not None
+                    with tarfile.open(fileobj=layer, mode="r|") as tar:
+                        for entry in tar:
+                            assert "build-ca" not in entry.name, f"{name}: {entry.name}"
+                            if not entry.isfile():
+                                continue
+                            data = tar.extractfile(entry)
+                            assert data is not None
+                            content = data.read()
+                            scanned += 1
+                            assert CA_MARKER not in content, f"{name}: marker in {entry.name}"
+                            assert hashlib.sha256(content).hexdigest() != bundle_sha, entry.name
+    assert scanned > 1000 and len(seen_layers) >= 5
+
+
+def windows_to_prefix(path: str, prefix: str = PREFIX_TEMPLATE) -> str:
+    p = PureWindowsPath(path)
+    return f"{prefix}/drive_c/" + "/".join(p.parts[1:])
+
+
+def test_fixture_installers_ran_in_the_prefix(built: Built, docker_client: Any) -> None:
+    """msiexec installed each fixture MSI's file; python and mt5setup ran under Wine."""
+    paths = [windows_to_prefix(p) for ps in built.profile.markers.values() for p in ps]
+    assert any(p.endswith("MetaTrader 5/terminal64.exe") for p in paths)
+    assert any("wine-mono" in p for p in paths) and any("x86_64.msi" in p for p in paths)
+    for name in ("terminal:slim", "terminal:secure"):
+        code, out = run(docker_client, built.first[name].image_id, ["ls", "-l", "--", *paths])
+        assert code == 0, f"{name}: {out}"
+
+
+def test_windows_side_of_the_bridge_is_in_the_prefix(built: Built, docker_client: Any) -> None:
+    site = f"{PREFIX_TEMPLATE}/drive_c/Python312/Lib/site-packages"
+    code, out = run(
+        docker_client,
+        built.first["terminal:slim"].image_id,
+        ["ls", f"{site}/MetaTrader5", f"{site}/numpy-1.26.4.dist-info", f"{site}/mt5bridge"],
+    )
+    assert code == 0, out
+
+
+def test_no_setuid_no_shell_no_package_manager_in_secure(built: Built, docker_client: Any) -> None:
+    for name in ("terminal:secure", "bot:secure"):
+        special = [
+            m.name for m in exported_members(docker_client, built.first[name].image_id)
+            if m.isfile() and m.mode & 0o6000
+        ]  # fmt: skip
+        assert special == [], f"{name}: setuid/setgid files {special}"
+    names = {m.name for m in exported_members(docker_client, built.first["bot:secure"].image_id)}
+    for gone in ("usr/bin/sh", "usr/bin/bash", "usr/bin/dash", "usr/bin/apt-get", "usr/bin/dpkg"):
+        assert gone not in names, f"bot:secure still has /{gone}"
+    assert not [n for n in names if "/site-packages/pip/" in n], "bot:secure still has pip"
+
+
+def test_apt_lists_and_caches_removed(built: Built, docker_client: Any) -> None:
+    for name, r in built.first.items():
+        left = [
+            m.name
+            for m in exported_members(docker_client, r.image_id)
+            if m.isfile()
+            and (
+                (m.name.startswith("var/lib/apt/lists/") and not m.name.endswith("/lock"))
+                or m.name.endswith(".deb")
+                or (m.name.startswith("var/cache/apt/") and m.name.endswith(".bin"))
+            )
+        ]
+        assert left == [], f"{name}: {left[:5]}"
+
+
+def test_secure_terminal_refuses_to_start_without_a_vnc_password(
+    built: Built, docker_client: Any
+) -> None:
+    with container(docker_client, built.first["terminal:secure"].image_id, tmpfs={"/tmp": ""}) as c:
+        c.start()
+        code = c.wait(timeout=60)["StatusCode"]
+        logs = c.logs().decode()
+    assert code == 2, logs
+    assert "refusing to start the GUI" in logs
+
+
+def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
+    built: Built, docker_client: Any
+) -> None:
+    """With a password: VNC on 127.0.0.1 only, noVNC on 3000; SIGTERM stops it all, exit 0.
+
+    The fixture's terminal64.exe exits at once, so Wine's notepad stands in for the two
+    long-running Windows programs (terminal, bridge) to keep the set up.
+    """
+    notepad = "C:\\windows\\system32\\notepad.exe"
+    with container(
+        docker_client,
+        built.first["terminal:secure"].image_id,
+        read_only=True,
+        tmpfs={"/tmp": "mode=1777", "/config": f"uid={built.settings.runtime.uid}"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        environment={
+            "MT5_VNC_PASSWORD": "fixture-pw",
+            "MT5_TERMINAL": notepad,
+            "MT5_WINDOWS_PYTHON": notepad,
+        },
+    ) as c:
+        c.start()
+        listening: set[str] = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not {"0100007F:170C", "00000000:0BB8"} <= listening:
+            time.sleep(1)
+            _code, out = c.exec_run(["cat", "/proc/net/tcp"])
+            listening = {
+                f"{cols[1]}" for cols in (line.split() for line in out.decode().splitlines()[1:])
+                if cols[3] == "0A"
+            }  # fmt: skip
+        assert "0100007F:170C" in listening, f"VNC not on 127.0.0.1:5900: {listening}"
+        assert "00000000:0BB8" in listening, f"noVNC not on :3000: {listening}"
+        assert not [a for a in listening if a.endswith(":170C") and a != "0100007F:170C"]
+        started = time.monotonic()
+        c.stop(timeout=30)
+        took = time.monotonic() - started
+        c.reload()
+        assert c.attrs["State"]["ExitCode"] == 0, c.logs().decode()[-2000:]
+        assert took < 25, f"stopping took {took:.1f} s"
+
+
+def test_terminal_sim_answers_its_health_command(built: Built, docker_client: Any) -> None:
+    with container(
+        docker_client,
+        built.first["terminal-sim:slim"].image_id,
+        environment={"MT5_LOGIN": "1234", "MT5_PASSWORD": "sim-pw", "MT5_SERVER": "Sim"},
+    ) as c:
+        c.start()
+        out = b""
+        for _ in range(30):
+            code, out = c.exec_run(["/usr/local/bin/mt5-healthcheck"])
+            if code == 0:
+                break
+            time.sleep(1)
+        assert code == 0, out
