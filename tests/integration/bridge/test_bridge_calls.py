@@ -328,6 +328,21 @@ def test_calling_something_not_exposed_is_refused(
             _ = conn.root._backend
         with pytest.raises(AttributeError):
             _ = conn.root.exposed_call.__globals__
+        # RPyC's "safe" attributes would be proxies to builtins in the server.
+        with pytest.raises(AttributeError):
+            _ = conn.root.__format__
+        with pytest.raises(AttributeError):
+            conn.sync_request(rpyc.core.consts.HANDLE_GETATTR, conn.root, "__new__")
+        # A name that is not a str is refused without the server calling back into it.
+        reprs: list[str] = []
+
+        class Name:
+            def __repr__(self) -> str:
+                reprs.append("called")
+                return "symbol_info_tick"
+
+        reply = conn.root.call(Name(), ("T", ()), ("D", (), ()))
+        assert reply[0] == "err" and reply[1] == "NotExposed" and reprs == []
         # Arguments that are proxies back into the client are refused, not dereferenced.
         reply = conn.root.call("symbol_info_tick", ("T", ([1, 2],)), ("D", (), ()))
         assert reply[0] == "err" and reply[1] == "Codec"

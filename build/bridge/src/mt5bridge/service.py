@@ -21,9 +21,12 @@ from mt5bridge.errors import CodecError
 log = logging.getLogger(__name__)
 
 # Shared by both sides: nothing beyond exposed_ names, no pickle, no remote exception classes.
+# allow_safe_attrs is off too: RPyC's "safe" dunders (__new__, __format__, __eq__, ...) would
+# hand the peer proxies to builtins in this process; nothing here needs them.
 RPYC_CONFIG: Final[dict[str, Any]] = {
     "allow_public_attrs": False,
     "allow_all_attrs": False,
+    "allow_safe_attrs": False,
     "allow_getattr": True,
     "allow_setattr": False,
     "allow_delattr": False,
@@ -50,8 +53,11 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]  # rpyc is untyped
 
     def exposed_call(self, name: Any, args: Any, kwargs: Any) -> tuple[Any, ...]:
         if type(name) is not str or name not in EXPOSED_CALLS:
-            log.warning("refused a call to %r: not an exposed MetaTrader5 call", name)
-            return (ERR, "NotExposed", f"{name!r} is not an exposed MetaTrader5 call")
+            # repr() of anything but a str would be a proxy call back into the client, which
+            # would then choose what this log line says (and could stall this thread).
+            shown = repr(name) if type(name) is str else f"a {type(name).__name__} value"
+            log.warning("refused a call to %s: not an exposed MetaTrader5 call", shown)
+            return (ERR, "NotExposed", f"{shown} is not an exposed MetaTrader5 call")
         try:
             decoded_args = codec.decode(args)
             decoded_kwargs = codec.decode(kwargs)
