@@ -1,8 +1,10 @@
 """Stage 2, fetch: every artifact from its pin to a verified file in the content-addressed cache.
 
-For each manifest, in order:
+First every selected artifact's pin is looked up in the lock (none, or an empty one, fails
+closed naming each such artifact: run ``invoke pin``), before anything is downloaded. Then for
+each manifest, in order:
 
-1. find its pin in the lock (none, or an empty one, fails closed: run ``invoke pin``);
+1. take its pin from the lock;
 2. where the manifest carries a hash upstream publishes (Wine's addons.c), the lock must equal it;
 3. a cache hit is re-hashed (a cached file that changed is quarantined and fetched again);
 4. otherwise download (mirror or upstream URL) into ``partial/``, hashing while streaming,
@@ -21,9 +23,9 @@ import dataclasses
 import logging
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mt5forge.cache import Cache, sha256_file
 from mt5forge.config import Settings
@@ -39,7 +41,10 @@ from mt5forge.manifest import (
     load_overlay,
 )
 from mt5forge.tools import authenticode, gpg
-from mt5forge.tools.http import HttpOptions, download, new_session
+from mt5forge.tools.http import BytesFn, HttpOptions, StartFn, download, new_session
+
+if TYPE_CHECKING:
+    from requests import Session
 
 log = logging.getLogger(__name__)
 
@@ -182,45 +187,96 @@ def _pinned(profile: Profile, m: Manifest) -> LockEntry:
     return entry
 
 
-def _check_signatures(
-    profile: Profile,
-    m: Manifest,
-    path: Path,
-    session_get: Callable[[str, Path], None],
-) -> None:
-    """Run the OpenPGP or Authenticode check the manifest asks for; raise on failure."""
-    if m.openpgp:
-        sig = profile.cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
+def _pins(profile: Profile, manifests: Sequence[Manifest]) -> dict[str, LockEntry]:
+    """Every selected artifact's lock entry, checked before anything is downloaded.
+
+    All problems are reported at once, so that a fetch with several unpinned artifacts says so
+    in one run instead of failing on the first after downloading the others.
+    """
+    out: dict[str, LockEntry] = {}
+    problems: list[VerificationError] = []
+    for m in manifests:
         try:
-            try:
-                session_get(profile.url_for(m, m.signature_url), sig)
-            except FetchError as e:
-                raise VerificationError(
-                    f"{m.name}: the signature file {m.signature_filename} could not be fetched: "
-                    f"{e.message}"
-                ) from e
-            gpg.verify_detached(
-                path,
+            out[m.name] = _pinned(profile, m)
+        except VerificationError as e:
+            problems.append(e)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        hints = dict.fromkeys(p.hint for p in problems if p.hint)
+        raise VerificationError(
+            f"{len(problems)} artifacts are not pinned as their manifests say:\n"
+            + "\n".join(f"- {p.message}" for p in problems),
+            hint="\n".join(hints) or None,
+        )
+    return out
+
+
+def _callbacks(progress: Progress | None, name: str) -> tuple[StartFn, BytesFn]:
+    """``download``'s callbacks drawing ``name``'s progress bar (no-ops without one)."""
+
+    def on_start(total: int | None, done: int) -> None:
+        if progress:
+            progress.start(name, total, done)
+
+    def on_bytes(n: int) -> None:
+        if progress:
+            progress.advance(name, n)
+
+    return on_start, on_bytes
+
+
+def _check_signatures(
+    profile: Profile, m: Manifest, path: Path, session: Session, sig: Path
+) -> str:
+    """Run the OpenPGP and Authenticode checks the manifest asks for; raise on failure.
+
+    The detached signature is downloaded to ``sig``, which the caller removes (or keeps, as
+    ``invoke pin`` does). Returns what passed, for the lock's note; empty when nothing is signed.
+    """
+    passed: list[str] = []
+    if m.openpgp:
+        try:
+            download(
+                profile.url_for(m, m.signature_url),
                 sig,
-                key_files=[profile.keys_dir / k for k in m.openpgp.keys],
-                fingerprints=m.openpgp.fingerprints,
                 name=m.name,
+                options=profile.http,
+                session=session,
             )
-        finally:
-            sig.unlink(missing_ok=True)
+        except FetchError as e:
+            raise VerificationError(
+                f"{m.name}: the signature file {m.signature_filename} could not be fetched: "
+                f"{e.message}"
+            ) from e
+        check = gpg.verify_detached(
+            path,
+            sig,
+            key_files=[profile.keys_dir / k for k in m.openpgp.keys],
+            fingerprints=m.openpgp.fingerprints,
+            name=m.name,
+        )
+        passed.append(f"good OpenPGP signature by {check.fingerprint}")
     if m.authenticode:
-        authenticode.verify(
+        signer = authenticode.verify(
             path,
             name=m.name,
             subject=m.authenticode.subject,
             ca_file=Path(m.authenticode.ca_file),
         )
+        passed.append(f"valid Authenticode signature by {signer.subject}")
+    return "; ".join(passed)
 
 
 def _fetch_one(
-    profile: Profile, m: Manifest, offline: bool, progress: Progress | None, session: object
-) -> Artifact:
-    entry = _pinned(profile, m)
+    profile: Profile,
+    m: Manifest,
+    entry: LockEntry,
+    offline: bool,
+    progress: Progress | None,
+    session: Session,
+) -> Artifact | None:
+    """Fetch and verify one artifact; None when ``offline`` and it is not in the cache."""
     cache = profile.cache
     how = describe(m, profile.name)
     with cache.locked(entry.sha256):
@@ -243,24 +299,16 @@ def _fetch_one(
             moved = cache.quarantine(final)
             log.warning("%s: cached file no longer matches its pin; moved to %s", m.name, moved)
         if offline:
-            raise FetchError(f"{m.name}: not in the cache ({m.filename}) and --offline was given.")
+            return None
         url = profile.url_for(m, m.url)
         part = cache.partial(entry.sha256)
-
-        def on_start(total: int | None, done: int) -> None:
-            if progress:
-                progress.start(m.name, total, done)
-
-        def on_bytes(n: int) -> None:
-            if progress:
-                progress.advance(m.name, n)
-
+        on_start, on_bytes = _callbacks(progress, m.name)
         got = download(
             url,
             part,
             name=m.name,
             options=profile.http,
-            session=session,  # type: ignore[arg-type]
+            session=session,
             on_start=on_start,
             on_bytes=on_bytes,
         )
@@ -274,11 +322,11 @@ def _fetch_one(
                 )
             if entry.size and got.size != entry.size:
                 raise VerificationError(f"{m.name}: {got.size} bytes, the lock says {entry.size}.")
-
-            def get(url_: str, dest: Path) -> None:
-                download(url_, dest, name=m.name, options=profile.http, session=session)  # type: ignore[arg-type]
-
-            _check_signatures(profile, m, part, get)
+            sig = cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
+            try:
+                _check_signatures(profile, m, part, session, sig)
+            finally:
+                sig.unlink(missing_ok=True)
         except BaseException:
             part.unlink(missing_ok=True)
             if progress:
@@ -316,17 +364,16 @@ def fetch_all(
     """
     profile = load_profile(settings, mirror=mirror)
     selected = profile.select(names)
+    pins = _pins(profile, selected)
     session = new_session()
     out: list[Artifact] = []
     missing: list[str] = []
     for m in selected:
-        try:
-            out.append(_fetch_one(profile, m, offline, progress, session))
-        except FetchError as e:
-            if offline and "--offline" in e.message:
-                missing.append(f"{m.name} ({m.filename}, sha256 {profile.lock[m.name].sha256})")
-                continue
-            raise
+        artifact = _fetch_one(profile, m, pins[m.name], offline, progress, session)
+        if artifact is None:
+            missing.append(f"{m.name} ({m.filename}, sha256 {pins[m.name].sha256})")
+        else:
+            out.append(artifact)
     if missing:
         raise FetchError(
             f"--offline: {len(missing)} artifact(s) missing from the cache "
@@ -382,15 +429,7 @@ def pin_all(
     try:
         for m in profile.select(names):
             tmp = scratch / f"pin-{uuid.uuid4().hex}-{m.filename}"
-
-            def on_start(total: int | None, done: int, _n: str = m.name) -> None:
-                if progress:
-                    progress.start(_n, total, done)
-
-            def on_bytes(n: int, _n: str = m.name) -> None:
-                if progress:
-                    progress.advance(_n, n)
-
+            on_start, on_bytes = _callbacks(progress, m.name)
             url = profile.url_for(m, m.url)
             try:
                 got = download(
@@ -407,40 +446,12 @@ def pin_all(
                         f"{m.name}: upstream bytes hash {got.sha256[:16]}..., but "
                         f"{m.pin.source} says {m.pin.sha256[:16]}...; refusing to pin.",
                     )
+                sig = scratch / f"pin-{uuid.uuid4().hex}-{m.signature_filename}"
                 if m.openpgp:
-                    sig = scratch / f"pin-{uuid.uuid4().hex}-{m.signature_filename}"
-                    try:
-                        download(
-                            profile.url_for(m, m.signature_url),
-                            sig,
-                            name=m.name,
-                            options=profile.http,
-                            session=session,
-                        )
-                    except FetchError as e:
-                        raise VerificationError(
-                            f"{m.name}: the signature file {m.signature_filename} could not be "
-                            f"fetched: {e.message}"
-                        ) from e
+                    # Kept beside the lock once every artifact passed; removed at the end.
                     sig_keep.append((sig, profile.lock_dir / SIGNATURES / m.signature_filename))
-                    check_sig = gpg.verify_detached(
-                        tmp,
-                        sig,
-                        key_files=[profile.keys_dir / k for k in m.openpgp.keys],
-                        fingerprints=m.openpgp.fingerprints,
-                        name=m.name,
-                    )
-                    why = f"good OpenPGP signature by {check_sig.fingerprint}"
-                elif m.authenticode:
-                    check_ac = authenticode.verify(
-                        tmp,
-                        name=m.name,
-                        subject=m.authenticode.subject,
-                        ca_file=Path(m.authenticode.ca_file),
-                    )
-                    why = f"valid Authenticode signature by {check_ac.subject}"
-                else:
-                    why = f"matches {m.pin.source}"
+                why = _check_signatures(profile, m, tmp, session, sig)
+                why = why or f"matches {m.pin.source}"
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 if progress:

@@ -30,7 +30,7 @@ from mt5forge.fixtures import (
     revoke_openpgp_key,
     stop_gpg_agent,
 )
-from mt5forge.lock import read_lock, write_lock
+from mt5forge.lock import LockEntry, read_lock, write_lock
 
 pytestmark = pytest.mark.integration
 
@@ -269,7 +269,6 @@ def test_revoked_pinned_key(
 def _replace_and_repin(s: Settings, served: Path, exe: Path, tmp_path: Path) -> Settings:
     """Serve ``exe`` as mt5setup.exe with a lock that pins its hash, so only the signer fails."""
     from mt5forge.cache import sha256_file
-    from mt5forge.lock import LockEntry
 
     shutil.copyfile(exe, served / "mt5setup.exe")
     lock_dir = tmp_path / "lock"
@@ -342,6 +341,24 @@ def test_lock_without_entry(
     s = make_settings(lock_dir=str(tmp_path / "lock"))
     err = expect_failure(s, MONO, VerificationError, "no entry", warm=warm, snapshot=snapshot)
     assert err.hint and "invoke pin" in err.hint
+
+
+def test_every_unpinned_artifact_is_named_before_any_download(
+    make_settings, fixture_profile: FixtureProfile, server: FileServer, tmp_path: Path
+) -> None:
+    lock = read_lock(fixture_profile.lock_dir)
+    del lock[MONO]
+    lock[MT5] = LockEntry(name=MT5, filename="mt5setup.exe", sha256="")
+    write_lock(tmp_path / "lock", lock)
+    s = make_settings(lock_dir=str(tmp_path / "lock"))
+    with pytest.raises(VerificationError) as info:
+        fetch_all(s)
+    text = str(info.value)
+    assert f"{MONO}: the lock" in text and "no entry" in text, text
+    assert f"{MT5}: the lock" in text and "an empty entry" in text, text
+    assert "invoke pin" in text
+    assert server.requests == [], "nothing is downloaded while any pin is missing"
+    assert not (s.cache_dir / "sha256").exists()
 
 
 def test_lock_with_malformed_sha256(
