@@ -31,6 +31,19 @@ def test_structured_array_crosses_as_one_blob() -> None:
     back[0]["close"] = 5.0  # writable
 
 
+def test_padded_structured_array_keeps_its_fields() -> None:
+    # An aligned C struct (or a multi-field view) has padding; it must not become a field.
+    padded = np.zeros(
+        3, dtype=np.dtype([("time", "<i8"), ("spread", "<i4"), ("vol", "<u8")], align=True)
+    )
+    padded["vol"] = [1, 2, 3]
+    back = decode(encode(padded))
+    assert back.dtype.names == ("time", "spread", "vol") and back.dtype.itemsize == 24
+    assert back["vol"].tolist() == [1, 2, 3]
+    view = decode(encode(padded[["time", "vol"]]))
+    assert view.dtype.names == ("time", "vol") and view["vol"].tolist() == [1, 2, 3]
+
+
 def test_plain_array_and_datetimes() -> None:
     arr = np.arange(6, dtype="<f8").reshape(2, 3)
     assert (decode(encode(arr)) == arr).all()
@@ -53,6 +66,7 @@ def test_values_that_are_not_plain_data_are_refused(value: object) -> None:
         ("N", "os.system", ("a",), (1,)),
         ("N", "T", ("import",), (1,)),
         ("A", (("f", "|O"),), (1,), b"\0" * 8),
+        ("A", (("f", (("g", "<f8"),)),), (1,), b"\0" * 8),
         ("A", "<f8", (2,), b"\0" * 8),
         ("D", (1.5,), (1,)),
         [1, 2],

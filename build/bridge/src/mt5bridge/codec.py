@@ -16,6 +16,7 @@ from collections import namedtuple
 from typing import Any
 
 import numpy as np
+from numpy.lib.format import descr_to_dtype, dtype_to_descr
 
 from mt5bridge.errors import CodecError
 
@@ -80,16 +81,19 @@ def _encode_array(array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     if array.dtype.hasobject:
         raise CodecError("numpy arrays holding Python objects cannot cross the bridge")
     if array.dtype.names is not None:
-        spec: Any = tuple(
-            (str(item[0]), str(item[1]))
-            if len(item) == 2
-            else (str(item[0]), str(item[1]), item[2])
-            for item in array.dtype.descr
-        )
+        # numpy's own descr (what .npy files store): padding and offsets show as unnamed void
+        # fields, which descr_to_dtype turns back into offsets instead of extra fields.
+        spec: Any = tuple(_field_to_wire(item) for item in dtype_to_descr(array.dtype))
     else:
         spec = array.dtype.str
     data = np.ascontiguousarray(array).tobytes()
     return (TAG_ARRAY, spec, tuple(int(n) for n in array.shape), data)
+
+
+def _field_to_wire(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    if type(item[1]) is not str:
+        raise CodecError("numpy arrays with nested structured fields cannot cross the bridge")
+    return tuple(item)
 
 
 _named_types: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -164,8 +168,11 @@ def _decode_array(spec: Any, shape: tuple[Any, ...], data: Any) -> np.ndarray[An
         if type(spec) is str:
             dtype = np.dtype(spec)
         else:
-            dtype = np.dtype([tuple(field) for field in _tuple(spec)])
-    except (TypeError, ValueError) as exc:
+            fields = [_tuple(field) for field in _tuple(spec)]
+            if any(len(f) not in (2, 3) or type(f[1]) is not str for f in fields):
+                raise CodecError("malformed array dtype in bridge data")
+            dtype = descr_to_dtype(fields)
+    except (TypeError, ValueError, KeyError) as exc:
         raise CodecError(f"invalid array dtype in bridge data: {exc}") from exc
     if dtype.hasobject:
         raise CodecError("numpy arrays holding Python objects cannot cross the bridge")
