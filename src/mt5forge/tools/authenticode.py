@@ -30,17 +30,27 @@ class AuthenticodeCheck:
     attributes: Mapping[str, str]
 
 
-def parse_subject(subject: str) -> dict[str, str]:
-    """``/C=CY/ST=Lemesos/O=MetaQuotes Ltd./CN=MetaQuotes Ltd.`` -> ``{"C": "CY", ...}``.
+def subject_pairs(subject: str) -> list[tuple[str, str]]:
+    """``/C=CY/O=MetaQuotes Ltd./CN=MetaQuotes Ltd.`` -> ``[("C", "CY"), ...]``, in order.
 
-    osslsigncode prints OpenSSL's one-line form; values may contain spaces, commas and dots.
+    osslsigncode prints OpenSSL's one-line form (X509_NAME_oneline), which does not escape '/':
+    a value containing ``/CN=...`` reads as one more attribute. Callers that compare values must
+    therefore require each compared attribute exactly once (see :func:`verify`).
     """
-    out: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
     for part in re.split(r"/(?=[A-Za-z][A-Za-z0-9.]*=)", subject.strip()):
         if "=" in part:
             key, _, value = part.partition("=")
-            out[key.strip()] = value.strip()
+            out.append((key.strip(), value.strip()))
     return out
+
+
+def parse_subject(subject: str) -> dict[str, str]:
+    """``/C=CY/ST=Lemesos/O=MetaQuotes Ltd./CN=MetaQuotes Ltd.`` -> ``{"C": "CY", ...}``.
+
+    Values may contain spaces, commas and dots; of a repeated attribute the last one is kept.
+    """
+    return dict(subject_pairs(subject))
 
 
 def signer_subject(output: str) -> str:
@@ -85,8 +95,11 @@ def verify(exe: Path, *, name: str, subject: Mapping[str, str], ca_file: Path) -
             why = "signature or certificate chain did not verify: " + " / ".join(lines[-3:])
         raise VerificationError(f"{name}: Authenticode check failed: {why}.")
     found = signer_subject(out)
-    attrs = parse_subject(found)
-    wrong = {k: v for k, v in subject.items() if attrs.get(k) != v}
+    pairs = subject_pairs(found)
+    attrs = dict(pairs)
+    # Exactly once: a repeated CN or O is what a '/CN=...' smuggled inside another value
+    # looks like in the one-line form, so it never counts as a match.
+    wrong = {k: v for k, v in subject.items() if [x for a, x in pairs if a == k] != [v]}
     if wrong:
         want = ", ".join(f"{k}={v}" for k, v in subject.items())
         raise VerificationError(
