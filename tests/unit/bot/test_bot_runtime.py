@@ -44,17 +44,20 @@ def test_file_variants_read_docker_secrets(tmp_path: Path) -> None:
     assert PASSWORD not in repr(load(GOOD))
 
 
+@pytest.mark.parametrize("password", [PASSWORD, "it's\\a\"pw"])
 def test_secret_from_environment_never_reaches_a_log_line(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], password: str
 ) -> None:
-    settings = load({**GOOD, "MT5BOT_LOG_DIR": str(tmp_path / "logs")})
+    settings = load({**GOOD, "MT5_PASSWORD": password, "MT5BOT_LOG_DIR": str(tmp_path / "logs")})
     redactor = logs.Redactor(secrets=settings.secrets, accounts=(settings.login,))
-    logs.setup(redactor, level="DEBUG", log_dir=settings.log_dir)
+    # Small files, so the lines also land in rotated files.
+    logs.setup(redactor, level="DEBUG", log_dir=settings.log_dir, max_bytes=1000, backups=20)
     other = logging.getLogger("some.library")
     try:
         for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, 50):
             other.log(level, "login %s with %s", settings.login, settings.password)
             other.log(level, f"inline {settings.password} token=abc123 Bearer xyz.987")
+            other.log(level, "as repr %r, in a dict %s", settings.password, [settings.password])
         try:
             raise RuntimeError(f"auth failed for password={settings.password}")
         except RuntimeError:
@@ -63,11 +66,14 @@ def test_secret_from_environment_never_reaches_a_log_line(
     finally:
         logging.getLogger().handlers.clear()
     out, err = capfd.readouterr()
-    written = (tmp_path / "logs" / "mt5bot.log").read_text()
+    files = sorted((tmp_path / "logs").glob("mt5bot.log*"))
+    assert len(files) > 2  # rotated
+    written = "".join(f.read_text() for f in files)
     for text in (out + err, written):
-        assert "login *****567 with ***" in text
-        assert PASSWORD not in text and "51234567" not in text
-        assert "abc123" not in text and "xyz.987" not in text
+        assert text.count("login *****567 with ***") == 5
+        assert text.count("as repr '***', in a dict ['***']") == 5
+        for leak in (password, repr(password)[1:-1], "51234567", "abc123", "xyz.987"):
+            assert leak not in text
         assert "CRITICAL" in text and "DEBUG" in text
 
 

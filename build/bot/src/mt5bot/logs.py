@@ -8,6 +8,7 @@ usual shapes (password=..., token=..., Bearer ...); account numbers keep their l
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import re
@@ -26,8 +27,11 @@ _PATTERNS = (
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = (), accounts: Iterable[int] = ()) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Each secret also as repr() and JSON write it (a password with a quote or a backslash
+        # logged inside a tuple or dict shows escaped). Longest first, so a secret that
+        # contains another is masked whole.
+        forms = {f for s in secrets if s for f in (s, repr(s)[1:-1], json.dumps(s)[1:-1])}
+        self._secrets = sorted(forms, key=len, reverse=True)
         self._accounts = sorted({str(a) for a in accounts if a}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
