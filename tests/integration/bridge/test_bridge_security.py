@@ -76,6 +76,7 @@ def test_rpyc_major_mismatch_fails_the_handshake_with_a_message(
     ):
         client_handshake(sock, rpyc_version="5.0.1")
     assert server.wait_for_log("rpyc major version mismatch")
+    assert "classic mode is off" not in server.log_text()  # not mistaken for a classic client
 
 
 @pytest.fixture

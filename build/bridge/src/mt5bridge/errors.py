@@ -12,6 +12,10 @@ class HandshakeError(BridgeError):
     """The peer is not an mt5bridge peer, or speaks an incompatible protocol or RPyC major."""
 
 
+class NotBridgePeerError(HandshakeError):
+    """The peer did not open with the bridge hello (an RPyC classic client, for example)."""
+
+
 class BridgeConnectionError(BridgeError):
     """The bridge could not be reached, or the connection was lost."""
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 import rpyc  # type: ignore[import-untyped]
 
 from mt5bridge import PROTOCOL_VERSION
-from mt5bridge.errors import HandshakeError
+from mt5bridge.errors import HandshakeError, NotBridgePeerError
 
 MAGIC: Final = b"MT5B"
 _MAX_HELLO = 4096
@@ -50,7 +50,7 @@ def send_frame(sock: socket.socket, payload: dict[str, Any]) -> None:
 
 def recv_frame(sock: socket.socket, *, magic_read: bool = False) -> dict[str, Any]:
     if not magic_read and _recv_exact(sock, len(MAGIC)) != MAGIC:
-        raise HandshakeError("peer is not an mt5bridge peer (bad magic)")
+        raise NotBridgePeerError("peer is not an mt5bridge peer (bad magic)")
     (length,) = struct.unpack(">H", _recv_exact(sock, 2))
     if length > _MAX_HELLO:
         raise HandshakeError("bridge hello too large")

@@ -30,7 +30,7 @@ from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
 from mt5bridge.envsecrets import SettingError, read_setting
-from mt5bridge.errors import ConfigError, HandshakeError
+from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError
 from mt5bridge.handshake import MAGIC, RPYC_VERSION, server_handshake
 from mt5bridge.service import RPYC_CONFIG, BridgeService
 from mt5bridge.simulator import SimulatorConfig
@@ -137,10 +137,13 @@ class _Handler(socketserver.BaseRequestHandler):
                     return
             try:
                 server_handshake(sock)
-            except HandshakeError as exc:
+            except NotBridgePeerError as exc:
                 log.warning(
                     "refused %s: %s (an RPyC classic client? classic mode is off)", peer, exc
                 )
+                return
+            except HandshakeError as exc:  # a version mismatch: the client was told why
+                log.warning("refused %s: %s", peer, exc)
                 return
             except (OSError, TimeoutError) as exc:
                 log.warning("refused %s: no bridge handshake: %s", peer, exc)
