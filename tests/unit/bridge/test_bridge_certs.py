@@ -32,8 +32,10 @@ def test_existing_bundle_is_not_replaced_without_force(tmp_path: Path) -> None:
     with pytest.raises(CertError, match="already exists"):
         write_bundle(tmp_path)
     assert first.ca_cert.read_bytes() == before
+    first.client_key.chmod(0o644)
     write_bundle(tmp_path, force=True)
     assert first.ca_cert.read_bytes() != before
+    assert stat.S_IMODE(first.client_key.stat().st_mode) == 0o600  # not the old file's mode
 
 
 def test_issue_validates_its_inputs() -> None:
