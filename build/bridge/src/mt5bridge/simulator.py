@@ -713,29 +713,59 @@ class Simulator:
     def _history_range(self, date_from: Any, date_to: Any) -> tuple[float, float]:
         return _to_epoch(date_from), _to_epoch(date_to)
 
-    def _history_select(
+    def _open_book(
+        self,
+        book: dict[int, Any],
+        record: Callable[[Any], Any],
+        symbol: str | None,
+        group: str | None,
+        ticket: int | None,
+    ) -> tuple[Any, ...] | None:
+        """orders_get and positions_get: what is open now, after the prices have moved (which
+        may fill pending orders or hit SL/TP, changing `book` itself)."""
+        if not self._account_ready():
+            return None
+        for name in {i.symbol for i in book.values()}:
+            self._advance(name)
+        chosen = [
+            i
+            for i in book.values()
+            if (symbol is None or i.symbol == symbol)
+            and (ticket is None or i.ticket == ticket)
+            and _match_group(i.symbol, group)
+        ]
+        self._ok()
+        return tuple(record(i) for i in chosen)
+
+    def _history(
         self,
         items: list[Any],
         time_of: Callable[[Any], int],
+        record: Callable[[Any], Any],
         date_from: Any,
         date_to: Any,
         group: str | None,
         ticket: int | None,
         position: int | None,
-    ) -> list[Any] | None:
+    ) -> tuple[Any, ...] | None:
+        """history_orders_get and history_deals_get: by ticket, by position, or by dates."""
+        if not self._account_ready():
+            return None
         if ticket is not None:
-            return [i for i in items if i.ticket == ticket]
-        if position is not None:
-            return [i for i in items if i.position_id == position]
-        if date_from is None or date_to is None:
-            self._set_error(C.RES_E_INVALID_PARAMS)
-            return None
-        try:
-            lo, hi = self._history_range(date_from, date_to)
-        except TypeError:
-            self._set_error(C.RES_E_INVALID_PARAMS)
-            return None
-        return [i for i in items if lo <= time_of(i) / 1000 <= hi and _match_group(i.symbol, group)]
+            chosen = [i for i in items if i.ticket == ticket]
+        elif position is not None:
+            chosen = [i for i in items if i.position_id == position]
+        else:
+            try:
+                lo, hi = self._history_range(date_from, date_to)
+            except TypeError:  # None included: dates are required without ticket or position
+                self._set_error(C.RES_E_INVALID_PARAMS)
+                return None
+            chosen = [
+                i for i in items if lo <= time_of(i) / 1000 <= hi and _match_group(i.symbol, group)
+            ]
+        self._ok()
+        return tuple(record(i) for i in chosen)
 
     # -- the MetaTrader5 API -----------------------------------------------------------------
 
@@ -979,19 +1009,7 @@ class Simulator:
     def orders_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradeOrder, ...] | None:
-        if not self._account_ready():
-            return None
-        for spec_symbol in {o.symbol for o in self._orders.values()}:
-            self._advance(spec_symbol)
-        chosen = [
-            o
-            for o in self._orders.values()
-            if (symbol is None or o.symbol == symbol)
-            and (ticket is None or o.ticket == ticket)
-            and _match_group(o.symbol, group)
-        ]
-        self._ok()
-        return tuple(self._order_record(o) for o in chosen)
+        return self._open_book(self._orders, self._order_record, symbol, group, ticket)
 
     def positions_total(self) -> int | None:
         if not self._account_ready():
@@ -1002,19 +1020,7 @@ class Simulator:
     def positions_get(
         self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
     ) -> tuple[TradePosition, ...] | None:
-        if not self._account_ready():
-            return None
-        for name in {p.symbol for p in self._positions.values()}:
-            self._advance(name)
-        chosen = [
-            p
-            for p in self._positions.values()
-            if (symbol is None or p.symbol == symbol)
-            and (ticket is None or p.ticket == ticket)
-            and _match_group(p.symbol, group)
-        ]
-        self._ok()
-        return tuple(self._position_record(p) for p in chosen)
+        return self._open_book(self._positions, self._position_record, symbol, group, ticket)
 
     def order_calc_margin(
         self, action: int, symbol: str, volume: float, price: float
@@ -1103,16 +1109,10 @@ class Simulator:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeOrder, ...] | None:
-        if not self._account_ready():
-            return None
-        items = self._history_select(
-            list(self._history_orders.values()), lambda o: o.time_setup_msc,
+        return self._history(
+            list(self._history_orders.values()), lambda o: o.time_setup_msc, self._order_record,
             date_from, date_to, group, ticket, position,
         )  # fmt: skip
-        if items is None:
-            return None
-        self._ok()
-        return tuple(self._order_record(o) for o in items)
 
     def history_deals_total(self, date_from: Any, date_to: Any) -> int | None:
         found = self.history_deals_get(date_from, date_to)
@@ -1127,16 +1127,10 @@ class Simulator:
         ticket: int | None = None,
         position: int | None = None,
     ) -> tuple[TradeDeal, ...] | None:
-        if not self._account_ready():
-            return None
-        items = self._history_select(
-            list(self._deals.values()), lambda d: d.time_msc,
+        return self._history(
+            list(self._deals.values()), lambda d: d.time_msc, self._deal_record,
             date_from, date_to, group, ticket, position,
         )  # fmt: skip
-        if items is None:
-            return None
-        self._ok()
-        return tuple(self._deal_record(d) for d in items)
 
 
 def as_module(sim: Simulator, name: str = "MetaTrader5") -> types.ModuleType:
