@@ -552,6 +552,11 @@ def serve_fixture_profile(profile: FixtureProfile) -> Iterator[str]:
 
 _PROFILE_FILE = "profile.json"
 
+#: A saved profile is reused only this long. Its OpenPGP key expires a day after it was made and
+#: its Authenticode certificate after two, and from then on every fetch of it fails verification
+#: ("signing key has expired"); a profile well inside both lifetimes is made again instead.
+MAX_PROFILE_AGE = 12 * 3600.0
+
 
 def save_profile(profile: FixtureProfile) -> Path:
     data = {
@@ -571,16 +576,21 @@ def load_profile_dir(root: Path) -> FixtureProfile | None:
     path = root / _PROFILE_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
     paths = {f.name for f in dataclasses.fields(FixtureProfile)} - {
         "openpgp_fingerprint",
         "markers",
         "artifacts",
     }
-    kwargs: dict[str, Any] = {k: Path(data[k]) for k in paths}
-    kwargs["openpgp_fingerprint"] = data["openpgp_fingerprint"]
-    kwargs["markers"] = {k: tuple(v) for k, v in data["markers"].items()}
-    kwargs["artifacts"] = dict(data["artifacts"])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        kwargs: dict[str, Any] = {k: Path(data[k]) for k in paths}
+        kwargs["openpgp_fingerprint"] = data["openpgp_fingerprint"]
+        kwargs["markers"] = {k: tuple(v) for k, v in data["markers"].items()}
+        kwargs["artifacts"] = dict(data["artifacts"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # Half written, or saved by another version: make a new one rather than fail.
+        log.info("fixture profile %s is unreadable (%s); making a new one", path, e)
+        return None
     profile = FixtureProfile(**kwargs)
     if not all((profile.serve_dir / f).is_file() for f in profile.artifacts.values()):
         return None
@@ -588,7 +598,8 @@ def load_profile_dir(root: Path) -> FixtureProfile | None:
 
 
 def ensure_fixture_profile(root: Path, *, manifests_dir: Path | None = None) -> FixtureProfile:
-    """Reuse the profile in ``root`` when it covers the same manifests; else make a new one.
+    """Reuse the profile in ``root`` when it covers the same manifests and its throw-away key
+    and certificate are far from expiry (:data:`MAX_PROFILE_AGE`); else make a new one.
 
     Reuse keeps the stand-ins' hashes stable, so a second fetch is all cache hits.
     """
@@ -596,7 +607,10 @@ def ensure_fixture_profile(root: Path, *, manifests_dir: Path | None = None) -> 
     wanted = {m.name: m.filename for m in load_manifests(manifests_dir)}
     existing = load_profile_dir(root)
     if existing is not None and dict(existing.artifacts) == wanted:
-        return existing
+        age = time.time() - (root / _PROFILE_FILE).stat().st_mtime
+        if age < MAX_PROFILE_AGE:
+            return existing
+        log.info("fixture profile %s is %.0f h old; making a new one", root, age / 3600)
     if root.exists():
         shutil.rmtree(root)
     profile = make_fixture_profile(root, manifests_dir=manifests_dir)

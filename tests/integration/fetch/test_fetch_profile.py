@@ -268,3 +268,21 @@ def test_file_mirror_into_a_fresh_cache(
     assert sorted(a.name for a in first) == sorted(fixture_profile.artifacts)
     assert all(not a.cache_hit and sha256_file(a.path) == a.sha256 for a in first)
     assert all(a.url.startswith("file://") for a in first)
+
+
+def test_saved_fixture_profile_is_remade_before_its_key_expires(tmp_path: Path) -> None:
+    """The throw-away key lives a day: a profile saved long ago is made again, not reused."""
+    from mt5forge.fixtures import MAX_PROFILE_AGE, ensure_fixture_profile, stop_gpg_agent
+
+    root = tmp_path / "fixture-profile"
+    first = ensure_fixture_profile(root)
+    again = ensure_fixture_profile(root)
+    assert again.openpgp_fingerprint == first.openpgp_fingerprint, "a fresh profile is reused"
+    saved = root / "profile.json"
+    old = saved.stat().st_mtime - MAX_PROFILE_AGE - 60
+    os.utime(saved, (old, old))
+    remade = ensure_fixture_profile(root)
+    assert remade.openpgp_fingerprint != first.openpgp_fingerprint
+    saved.write_text("{not json")
+    assert ensure_fixture_profile(root).openpgp_fingerprint != remade.openpgp_fingerprint
+    stop_gpg_agent(root / "gnupg")
