@@ -78,6 +78,14 @@ def test_decoder_accepts_only_its_grammar(wire: object) -> None:
         decode(wire)
 
 
+def test_named_type_cache_is_bounded() -> None:
+    from mt5bridge import codec
+
+    for i in range(codec._MAX_NAMED_TYPES + 50):
+        assert decode(("N", f"Peer{i}", ("a",), (i,))).a == i
+    assert len(codec._named_types) <= codec._MAX_NAMED_TYPES
+
+
 def test_nesting_is_bounded() -> None:
     deep: object = 1
     for _ in range(100):

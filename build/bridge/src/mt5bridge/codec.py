@@ -97,6 +97,9 @@ def _field_to_wire(item: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 _named_types: dict[tuple[str, tuple[str, ...]], Any] = {}
+# The server decodes what clients send: a client must not grow this cache without bound. The
+# MetaTrader5 API has about a dozen record types; past the limit, types are made, not kept.
+_MAX_NAMED_TYPES = 256
 
 
 def _named_type(name: str, fields: tuple[str, ...]) -> Any:
@@ -108,7 +111,8 @@ def _named_type(name: str, fields: tuple[str, ...]) -> Any:
         if type(ident) is not str or not ident.isidentifier() or keyword.iskeyword(ident):
             raise CodecError(f"invalid named-tuple name or field: {ident!r}")
     cls = namedtuple(name, fields)  # type: ignore[misc]  # dynamic by design
-    _named_types[key] = cls
+    if len(_named_types) < _MAX_NAMED_TYPES:
+        _named_types[key] = cls
     return cls
 
 
