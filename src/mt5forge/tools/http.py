@@ -217,9 +217,12 @@ def download(
                 attempts=attempt,
                 resumed=resumed_any,
             )
+    kept = dest.stat().st_size if dest.exists() else 0
     raise FetchError(
         f"{name}: download of {url} failed after {attempts} attempt(s): {reason}.",
-        hint="The bytes received so far are kept and a later run resumes them.",
+        hint=f"The {kept} bytes received so far are kept in {dest}; a later fetch resumes them."
+        if kept
+        else None,
     )
 
 

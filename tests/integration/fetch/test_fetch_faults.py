@@ -94,9 +94,10 @@ def test_wrong_bytes(make_settings, server: FileServer, warm, snapshot) -> None:
 def test_truncated_body(make_settings, server: FileServer, warm, snapshot) -> None:
     server.script("wine-mono-9.4.0-x86.msi", "truncate", "truncate", "truncate")
     s = make_settings()
-    expect_failure(
+    err = expect_failure(
         s, MONO, FetchError, "3 attempt(s)", "of 9728 bytes", warm=warm, snapshot=snapshot
     )
+    assert err.hint and "9628 bytes received so far are kept" in err.hint, err.hint
 
 
 def test_dropped_connection_then_retry_resumes(
@@ -137,7 +138,8 @@ def test_500_twice_then_200(make_settings, server: FileServer, warm, snapshot) -
 def test_500_until_retries_run_out(make_settings, server: FileServer, warm, snapshot) -> None:
     server.script("wine-mono-9.4.0-x86.msi", "500", "500", "500")
     s = make_settings()
-    expect_failure(s, MONO, FetchError, "HTTP 500", warm=warm, snapshot=snapshot)
+    err = expect_failure(s, MONO, FetchError, "HTTP 500", warm=warm, snapshot=snapshot)
+    assert err.hint is None, "no bytes were received, so none are kept for a resume"
 
 
 def test_stall_past_read_timeout(make_settings, server: FileServer, warm, snapshot) -> None:
