@@ -16,7 +16,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -173,8 +173,9 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """The hint every "unknown name" error carries: the closest known name, or all of them."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
     if close:
         return f"Did you mean '{close[0]}'?"
     return "Known: " + ", ".join(sorted(choices)) + "."
@@ -216,7 +217,7 @@ def _section_overrides(
         if key not in hints:
             raise ConfigError(
                 f"{where}: unknown key '{key}' in [{section}].",
-                hint=_did_you_mean(key, list(hints)),
+                hint=did_you_mean(key, list(hints)),
             )
         out[key] = _coerce(value, hints[key], f"{where} [{section}] {key}")
     return out
@@ -237,7 +238,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if name not in known:
             raise ConfigError(
                 f"Unknown environment variable {name}.",
-                hint=_did_you_mean(name, list(known)),
+                hint=did_you_mean(name, list(known)),
             )
         section, key = known[name]
         hint = get_type_hints(SECTIONS[section])[key]
@@ -259,13 +260,13 @@ def _validate(s: Settings) -> None:
     for name in s.images.names:
         if name not in IMAGES:
             raise ConfigError(
-                f"[images] names: unknown image {name!r}.", hint=_did_you_mean(name, list(IMAGES))
+                f"[images] names: unknown image {name!r}.", hint=did_you_mean(name, list(IMAGES))
             )
     for variant in s.images.variants:
         if variant not in VARIANTS:
             raise ConfigError(
                 f"[images] variants: unknown variant {variant!r}.",
-                hint=_did_you_mean(variant, list(VARIANTS)),
+                hint=did_you_mean(variant, list(VARIANTS)),
             )
     for label, ident in (("uid", s.runtime.uid), ("gid", s.runtime.gid)):
         if not 1 <= ident < 2**31:
@@ -305,7 +306,7 @@ def load(
         if section not in SECTIONS:
             raise ConfigError(
                 f"{config_path}: unknown section [{section}].",
-                hint=_did_you_mean(section, list(SECTIONS)),
+                hint=did_you_mean(section, list(SECTIONS)),
             )
         if not isinstance(raw, dict):
             raise ConfigError(f"{config_path}: '{section}' must be a table ([{section}]).")

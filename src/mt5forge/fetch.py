@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from mt5forge.cache import Cache, sha256_file
-from mt5forge.config import Settings
+from mt5forge.config import Settings, did_you_mean
 from mt5forge.errors import ConfigError, FetchError, VerificationError
 from mt5forge.lock import SIGNATURES_DIR as SIGNATURES
 from mt5forge.lock import LockEntry, lock_diff, lock_path, read_lock, write_lock
@@ -36,7 +36,6 @@ from mt5forge.manifest import (
     PROFILES,
     Manifest,
     apply_overlay,
-    did_you_mean,
     load_manifests,
     load_overlay,
 )

@@ -15,8 +15,9 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from mt5forge.config import did_you_mean
 from mt5forge.errors import ConfigError
-from mt5forge.manifest import SHA256_RE, did_you_mean
+from mt5forge.manifest import SHA256_RE
 
 LOCK_FILE = "artifacts.lock.toml"
 SIGNATURES_DIR = "signatures"

@@ -13,7 +13,6 @@ the trust material through an overlay file that ``mt5forge.fixtures`` writes; se
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import tomllib
 import types
@@ -22,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
 
+from mt5forge.config import did_you_mean
 from mt5forge.errors import ConfigError
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -96,13 +96,6 @@ class Manifest:
 
 
 # --- parsing -------------------------------------------------------------------------------------
-
-
-def did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    if close:
-        return f"Did you mean '{close[0]}'?"
-    return "Known: " + ", ".join(sorted(choices)) + "."
 
 
 def _is_optional(hint: Any) -> tuple[bool, Any]:
