@@ -12,7 +12,14 @@ from pathlib import Path
 import mt5bridge.client as mt5
 import pytest
 import rpyc
-from conftest import SIM_LOGIN, SIM_PASSWORD, SIM_SERVER, RunningServer, run_server_expecting_exit
+from conftest import (
+    SIM_LOGIN,
+    SIM_PASSWORD,
+    SIM_SERVER,
+    RunningServer,
+    run_server_expecting_exit,
+    sim_env,
+)
 from mt5bridge.errors import BridgeConnectionError, HandshakeError
 from mt5bridge.handshake import client_handshake
 from mt5bridge.tls import TlsFiles
@@ -63,6 +70,21 @@ def test_classic_mode_is_refused_in_the_secure_variant() -> None:
 def test_plain_tcp_off_loopback_is_refused_at_start() -> None:
     code, err = run_server_expecting_exit("--host", "0.0.0.0")  # noqa: S104  # refused
     assert code == 2 and "without mutual TLS" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MT5_SIM_BALANCE", "lots", "invalid float value"),
+        ("MT5_SIM_SEED", "1.5", "invalid int value"),
+        ("MT5_BRIDGE_LOG_LEVEL", "loud", "MT5_BRIDGE_LOG_LEVEL must be one of"),
+    ],
+)
+def test_malformed_server_settings_exit_2_with_a_message(
+    name: str, value: str, message: str
+) -> None:
+    code, err = run_server_expecting_exit(env=sim_env(**{name: value}))
+    assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_rpyc_major_mismatch_fails_the_handshake_with_a_message(

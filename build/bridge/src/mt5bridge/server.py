@@ -167,13 +167,18 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="mt5bridge-server", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("metatrader5", "simulator"),
                    default=env("MT5_BRIDGE_BACKEND", "metatrader5"))  # fmt: skip
     p.add_argument("--host", default=env("MT5_BRIDGE_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("MT5_BRIDGE_PORT", str(DEFAULT_PORT))),
+    # String defaults from the environment go through `type` too, so a malformed variable
+    # gets argparse's "invalid int value" and exit 2, not a traceback.
+    p.add_argument("--port", type=int, default=env("MT5_BRIDGE_PORT", str(DEFAULT_PORT)),
                    help="0 picks a free port; the chosen one is printed")  # fmt: skip
     p.add_argument("--tls-ca", default=env("MT5_BRIDGE_TLS_CA"))
     p.add_argument("--tls-cert", default=env("MT5_BRIDGE_TLS_CERT"))
@@ -185,12 +190,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also serve mt5linux (RPyC classic) clients: they can run any code",
     )
     p.add_argument("--variant", default=env("MT5_IMAGE_VARIANT", "slim"))
-    p.add_argument("--sim-seed", type=int, default=int(env("MT5_SIM_SEED", "1")))
-    p.add_argument("--sim-balance", type=float, default=float(env("MT5_SIM_BALANCE", "10000")))
+    p.add_argument("--sim-seed", type=int, default=env("MT5_SIM_SEED", "1"))
+    p.add_argument("--sim-balance", type=float, default=env("MT5_SIM_BALANCE", "10000"))
     p.add_argument("--sim-csv", action="append", default=[], metavar="SYMBOL=PATH",
                    help="M1 bars for SYMBOL from a CSV (repeatable)")  # fmt: skip
-    p.add_argument("--log-level", default=env("MT5_BRIDGE_LOG_LEVEL", "INFO"))
-    return p.parse_args(argv)
+    p.add_argument("--log-level", type=str.upper, default=env("MT5_BRIDGE_LOG_LEVEL", "INFO"),
+                   choices=_LEVELS)  # fmt: skip
+    args = p.parse_args(argv)
+    if args.log_level not in _LEVELS:  # argparse checks choices on the command line only
+        p.error(f"MT5_BRIDGE_LOG_LEVEL must be one of {', '.join(_LEVELS)}")
+    return args
 
 
 def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -240,7 +249,7 @@ def build_server(args: argparse.Namespace) -> BridgeServer:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
