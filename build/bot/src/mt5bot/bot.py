@@ -43,12 +43,9 @@ def make_bridge(settings: Settings) -> Bridge:
 
 
 def _log_in(mt5: Bridge, settings: Settings) -> None:
-    log.debug(
-        "initialize(login=%s, password=%s, server=%s)",
-        settings.login,
-        settings.password,
-        settings.server,
-    )
+    # The password is never handed to logging; the redaction filter is the second line of
+    # defence (for a secret echoed back in an error), not the first.
+    log.debug("initialize(login=%s, server=%s)", settings.login, settings.server)
     if mt5.initialize(login=settings.login, password=settings.password, server=settings.server):
         log.info("logged in to account %s on %s", settings.login, settings.server)
         return
