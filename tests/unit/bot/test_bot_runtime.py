@@ -136,3 +136,20 @@ def test_help_explains_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in ("MT5_LOGIN", "MT5_PASSWORD", "MT5_SERVER", "_FILE", "MT5BOT_SYMBOL"):
         assert name in out
+
+
+def test_bot_passes_the_tls_server_name_to_the_bridge(tmp_path: Path) -> None:
+    from mt5bot.bot import make_bridge
+
+    files = {}
+    for part in ("CA", "CERT", "KEY"):
+        files[part] = tmp_path / part
+        files[part].write_text("x")
+    env = {
+        "MT5_LOGIN": "1234", "MT5_PASSWORD": "p", "MT5_SERVER": "s",
+        "MT5_BRIDGE_HOST": "10.0.0.5", "MT5_BRIDGE_TLS_SERVER_NAME": "terminal",
+        **{f"MT5_BRIDGE_TLS_{k}": str(v) for k, v in files.items()},
+    }  # fmt: skip
+    settings = load(env)
+    assert settings.tls_server_name == "terminal"
+    assert make_bridge(settings)._server_name == "terminal"

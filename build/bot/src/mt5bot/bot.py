@@ -39,7 +39,9 @@ def make_bridge(settings: Settings) -> Bridge:
     tls = None
     if settings.tls_ca and settings.tls_cert and settings.tls_key:
         tls = TlsFiles(ca=settings.tls_ca, cert=settings.tls_cert, key=settings.tls_key)
-    return Bridge(settings.bridge_host, settings.bridge_port, tls=tls)
+    return Bridge(
+        settings.bridge_host, settings.bridge_port, tls=tls, server_name=settings.tls_server_name
+    )
 
 
 def _log_in(mt5: Bridge, settings: Settings) -> None:
@@ -162,6 +164,7 @@ file, e.g. /run/secrets/mt5_password):
   MT5_LOGIN, MT5_PASSWORD, MT5_SERVER   the account (required; *_FILE variants accepted)
   MT5_BRIDGE_HOST, MT5_BRIDGE_PORT      the bridge (default 127.0.0.1:18812)
   MT5_BRIDGE_TLS_CA/_CERT/_KEY          mutual TLS for a bridge off loopback (`invoke certs`)
+  MT5_BRIDGE_TLS_SERVER_NAME            name in the bridge's certificate, if not MT5_BRIDGE_HOST
   MT5BOT_SYMBOL                         symbol whose tick is reported (default EURUSD)
   MT5BOT_INTERVAL                       seconds between reports (default 10)
   MT5BOT_ITERATIONS                     stop after N reports (default 0: run until SIGTERM)

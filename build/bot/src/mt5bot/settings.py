@@ -30,6 +30,7 @@ class Settings:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_server_name: str | None = None  # the name in the bridge's certificate, when not the host
     log_level: str = "INFO"
     log_dir: Path | None = None
     state_dir: Path = Path("/config/_meta")
@@ -117,6 +118,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         tls_ca=Path(tls[0]) if tls[0] else None,
         tls_cert=Path(tls[1]) if tls[1] else None,
         tls_key=Path(tls[2]) if tls[2] else None,
+        tls_server_name=env.get("MT5_BRIDGE_TLS_SERVER_NAME") or None,
         log_level=level,
         log_dir=Path(log_dir) if log_dir else None,
         state_dir=Path(env.get("MT5BOT_STATE_DIR", "/config/_meta")),
