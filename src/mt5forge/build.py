@@ -354,6 +354,24 @@ def _copy_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=_IGNORE, dirs_exist_ok=False)
 
 
+#: Where hosts keep the bundle of roots they trust (Debian/Ubuntu, then Fedora/RHEL).
+HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def ca_bundle(settings: Settings) -> Path | None:
+    """The build-time CA bundle: ``host`` is the host's own trust store (what lets the host
+    itself through a TLS-intercepting proxy), a path is that file, empty is none."""
+    value = settings.build.ca_bundle
+    if not value:
+        return None
+    if value == "host":
+        return next((Path(p) for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+    path = settings.path(value)
+    if not path.is_file():
+        raise ConfigError(f"[build] ca_bundle = {value!r}: no such file.")
+    return path
+
+
 def stage_context(
     target: Target,
     settings: Settings,
@@ -386,10 +404,8 @@ def stage_context(
     # download stages always has a source. Only those stages name it.
     (dest / "ca").mkdir()
     bundle = dest / "ca" / "build-ca.pem"
-    if settings.build.ca_bundle:
-        src = settings.path(settings.build.ca_bundle)
-        if not src.is_file():
-            raise ConfigError(f"[build] ca_bundle = {settings.build.ca_bundle!r}: no such file.")
+    src = ca_bundle(settings)
+    if src is not None:
         shutil.copy2(src, bundle)
     else:
         bundle.write_bytes(b"")

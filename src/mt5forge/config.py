@@ -75,9 +75,10 @@ class RuntimeSettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BuildSettings:
-    ca_bundle: str = ""
+    ca_bundle: str = "host"
     """A PEM bundle trusted by build stages that download (TLS-intercepting proxies). It never
-    reaches a shipped image. Empty: none."""
+    reaches a shipped image. ``host``: this host's own trust store, if it has one; a path: that
+    file; empty: none."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -199,7 +199,9 @@ def test_stage_context_for_the_terminal(tmp_path: Path, settings: config.Setting
         a.filename for a in roles.values()
     )
     # No CA bundle configured: an empty file, so the download stages' COPY has a source.
-    assert (dest / "ca" / "build-ca.pem").read_bytes() == b""
+    # The default `ca_bundle = "host"` brings the host's trust store, where it has one.
+    host = build.ca_bundle(settings)
+    assert (dest / "ca" / "build-ca.pem").read_bytes() == (host.read_bytes() if host else b"")
 
 
 def test_stage_context_copies_the_ca_bundle_and_refuses_a_changed_artifact(
@@ -227,6 +229,18 @@ def test_stage_context_copies_the_ca_bundle_and_refuses_a_changed_artifact(
             tmp_path / "ctx2",
             build.terminal_artifacts(artifacts),
         )
+
+
+def test_ca_bundle_host_empty_and_path(tmp_path: Path) -> None:
+    def resolve(value: str) -> Path | None:
+        return build.ca_bundle(config.load(REPO, env={}, overrides={"build": {"ca_bundle": value}}))
+
+    assert resolve("") is None
+    host = resolve("host")
+    assert host is None or str(host) in build.HOST_CA_BUNDLES
+    pem = tmp_path / "corp.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert resolve(str(pem)) == pem
 
 
 def test_stage_context_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
