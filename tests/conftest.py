@@ -10,10 +10,16 @@ import pytest
 
 from mt5forge import config
 from mt5forge.base import BaseImage, ensure_base
+from mt5forge.build import BuildResult, build_all
 from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
+from mt5forge.fetch import fetch_all
+from mt5forge.fixtures import FixtureProfile, fixture_session
 
 REPO = Path(__file__).resolve().parent.parent
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
+CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +48,44 @@ def docker_client(settings: Settings) -> Iterator[Any]:
 def base_image(settings: Settings, docker_client: Any) -> BaseImage:
     """The project's base image, built with debootstrap on first use and reused after."""
     return ensure_base(settings)
+
+
+class Built:
+    """All five images built once per session from the fixture profile, then built again (the
+    second build must be all cache hits). The CA bundle carries a marker line so a test can
+    prove it reaches no layer of any final image."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        profile: FixtureProfile,
+        first: list[BuildResult],
+        second: list[BuildResult],
+        bundle: Path,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.first = {str(r.target): r for r in first}
+        self.second = {str(r.target): r for r in second}
+        self.bundle = bundle
+        self.marker = CA_MARKER
+
+
+@pytest.fixture(scope="session")
+def built(
+    docker_client: Any, base_image: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
+    run_dir = tmp_path_factory.mktemp("build-run")
+    bundle = run_dir / "build-ca.pem"
+    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
+    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
+    settings = config.load(
+        REPO,
+        env={},
+        overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(run_dir)}},
+    )
+    with fixture_session(settings) as (profile, fixture_settings):
+        artifacts = fetch_all(fixture_settings, offline=False)
+        first = build_all(fixture_settings, artifacts=artifacts)
+        second = build_all(fixture_settings, artifacts=artifacts)
+        yield Built(fixture_settings, profile, first, second, bundle)

@@ -19,19 +19,11 @@ from typing import Any
 
 import pytest
 
-from mt5forge import config
-from mt5forge.build import BuildResult, build_all
-from mt5forge.config import Settings
-from mt5forge.fetch import fetch_all
-from mt5forge.fixtures import FixtureProfile, fixture_session
 from mt5forge.records import read_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
-CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
 PREFIX_TEMPLATE = "/opt/mt5forge/wine"
 EXPOSED = {
     "terminal:slim": set(),
@@ -40,42 +32,6 @@ EXPOSED = {
     "bot:secure": set(),
     "terminal-sim:slim": set(),
 }
-
-
-class Built:
-    def __init__(
-        self,
-        settings: Settings,
-        profile: FixtureProfile,
-        first: list[BuildResult],
-        second: list[BuildResult],
-        bundle: Path,
-    ) -> None:
-        self.settings = settings
-        self.profile = profile
-        self.first = {str(r.target): r for r in first}
-        self.second = {str(r.target): r for r in second}
-        self.bundle = bundle
-
-
-@pytest.fixture(scope="session")
-def built(
-    docker_client: Any, base_image: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Built]:
-    run_dir = tmp_path_factory.mktemp("build-run")
-    bundle = run_dir / "build-ca.pem"
-    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
-    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
-    settings = config.load(
-        REPO,
-        env={},
-        overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(run_dir)}},
-    )
-    with fixture_session(settings) as (profile, fixture_settings):
-        artifacts = fetch_all(fixture_settings, offline=False)
-        first = build_all(fixture_settings, artifacts=artifacts)
-        second = build_all(fixture_settings, artifacts=artifacts)
-        yield Built(fixture_settings, profile, first, second, bundle)
 
 
 @contextlib.contextmanager
@@ -104,20 +60,20 @@ def exported_members(client: Any, image: str) -> Iterator[tarfile.TarInfo]:
             yield from tar
 
 
-def test_all_five_images_built(built: Built) -> None:
+def test_all_five_images_built(built: Any) -> None:
     assert sorted(built.first) == sorted(EXPOSED)
     for name, r in built.first.items():
         assert r.image_id.startswith("sha256:"), name
         assert r.size > 0 and r.layers > 0, name
 
 
-def test_second_build_is_all_cache_hits(built: Built) -> None:
+def test_second_build_is_all_cache_hits(built: Any) -> None:
     for name, r in built.second.items():
         assert r.all_cached, f"{name}: {r.cached}/{r.steps} steps from the cache"
         assert r.image_id == built.first[name].image_id, name
 
 
-def test_build_records_keyed_by_image_id(built: Built) -> None:
+def test_build_records_keyed_by_image_id(built: Any) -> None:
     for name, r in built.second.items():
         record = read_record(built.settings.run_dir, "build", r.image_id)
         assert record is not None, name
@@ -126,7 +82,7 @@ def test_build_records_keyed_by_image_id(built: Built) -> None:
         assert record["labels"]["org.mt5forge.profile"] == "fixture"
 
 
-def test_labels(built: Built, docker_client: Any) -> None:
+def test_labels(built: Any, docker_client: Any) -> None:
     for name, r in built.first.items():
         labels = docker_client.images.get(r.image_id).labels
         for key in ("source", "revision", "version", "created", "base.name", "base.digest"):
@@ -139,7 +95,7 @@ def test_labels(built: Built, docker_client: Any) -> None:
                 assert filename in labels.values(), f"{name}: no label names {filename}"
 
 
-def test_runtime_user_healthcheck_entrypoint_and_ports(built: Built, docker_client: Any) -> None:
+def test_runtime_user_healthcheck_entrypoint_and_ports(built: Any, docker_client: Any) -> None:
     uid, gid = built.settings.runtime.uid, built.settings.runtime.gid
     for name, r in built.first.items():
         cfg = docker_client.images.get(r.image_id).attrs["Config"]
@@ -151,7 +107,7 @@ def test_runtime_user_healthcheck_entrypoint_and_ports(built: Built, docker_clie
         assert set(cfg.get("ExposedPorts") or {}) == EXPOSED[name], name
 
 
-def test_cmd_passes_through_the_entrypoint(built: Built, docker_client: Any) -> None:
+def test_cmd_passes_through_the_entrypoint(built: Any, docker_client: Any) -> None:
     for name in ("terminal:slim", "bot:secure", "terminal-sim:slim"):
         code, out = run(docker_client, built.first[name].image_id, ["python3", "-c", "print(42)"])
         assert (code, out.strip()) == (0, "42"), f"{name}: {code} {out}"
@@ -159,14 +115,14 @@ def test_cmd_passes_through_the_entrypoint(built: Built, docker_client: Any) -> 
     assert code == 0 and "wine-10.0" in out, out
 
 
-def test_ca_bundle_in_no_layer_of_any_final_image(built: Built, docker_client: Any) -> None:
+def test_ca_bundle_in_no_layer_of_any_final_image(built: Any, docker_client: Any) -> None:
     bundle_sha = hashlib.sha256(built.bundle.read_bytes()).hexdigest()
     seen_layers: set[str] = set()
     scanned = 0
     for name, r in built.first.items():
         image = docker_client.images.get(r.image_id)
         history = " ".join(str(h.get("CreatedBy", "")) for h in image.history())
-        assert CA_MARKER.decode() not in history, name
+        assert built.marker.decode() not in history, name
         assert "build-ca" not in history, name
         with tempfile.TemporaryFile() as f:
             for chunk in image.save():
@@ -188,7 +144,7 @@ def test_ca_bundle_in_no_layer_of_any_final_image(built: Built, docker_client: A
                             assert data is not None
                             content = data.read()
                             scanned += 1
-                            assert CA_MARKER not in content, f"{name}: marker in {entry.name}"
+                            assert built.marker not in content, f"{name}: marker in {entry.name}"
                             assert hashlib.sha256(content).hexdigest() != bundle_sha, entry.name
     assert scanned > 1000 and len(seen_layers) >= 5
 
@@ -198,7 +154,7 @@ def windows_to_prefix(path: str, prefix: str = PREFIX_TEMPLATE) -> str:
     return f"{prefix}/drive_c/" + "/".join(p.parts[1:])
 
 
-def test_fixture_installers_ran_in_the_prefix(built: Built, docker_client: Any) -> None:
+def test_fixture_installers_ran_in_the_prefix(built: Any, docker_client: Any) -> None:
     """msiexec installed each fixture MSI's file; python and mt5setup ran under Wine."""
     paths = [windows_to_prefix(p) for ps in built.profile.markers.values() for p in ps]
     assert any(p.endswith("MetaTrader 5/terminal64.exe") for p in paths)
@@ -208,7 +164,7 @@ def test_fixture_installers_ran_in_the_prefix(built: Built, docker_client: Any) 
         assert code == 0, f"{name}: {out}"
 
 
-def test_windows_side_of_the_bridge_is_in_the_prefix(built: Built, docker_client: Any) -> None:
+def test_windows_side_of_the_bridge_is_in_the_prefix(built: Any, docker_client: Any) -> None:
     site = f"{PREFIX_TEMPLATE}/drive_c/Python312/Lib/site-packages"
     code, out = run(
         docker_client,
@@ -218,7 +174,7 @@ def test_windows_side_of_the_bridge_is_in_the_prefix(built: Built, docker_client
     assert code == 0, out
 
 
-def test_no_setuid_no_shell_no_package_manager_in_secure(built: Built, docker_client: Any) -> None:
+def test_no_setuid_no_shell_no_package_manager_in_secure(built: Any, docker_client: Any) -> None:
     for name in ("terminal:secure", "bot:secure"):
         special = [
             m.name for m in exported_members(docker_client, built.first[name].image_id)
@@ -231,7 +187,7 @@ def test_no_setuid_no_shell_no_package_manager_in_secure(built: Built, docker_cl
     assert not [n for n in names if "/site-packages/pip/" in n], "bot:secure still has pip"
 
 
-def test_apt_lists_and_caches_removed(built: Built, docker_client: Any) -> None:
+def test_apt_lists_and_caches_removed(built: Any, docker_client: Any) -> None:
     for name, r in built.first.items():
         left = [
             m.name
@@ -247,7 +203,7 @@ def test_apt_lists_and_caches_removed(built: Built, docker_client: Any) -> None:
 
 
 def test_secure_terminal_refuses_to_start_without_a_vnc_password(
-    built: Built, docker_client: Any
+    built: Any, docker_client: Any
 ) -> None:
     with container(docker_client, built.first["terminal:secure"].image_id, tmpfs={"/tmp": ""}) as c:
         c.start()
@@ -258,7 +214,7 @@ def test_secure_terminal_refuses_to_start_without_a_vnc_password(
 
 
 def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
-    built: Built, docker_client: Any
+    built: Any, docker_client: Any
 ) -> None:
     """With a password: VNC on 127.0.0.1 only, noVNC on 3000; SIGTERM stops it all, exit 0.
 
@@ -300,7 +256,7 @@ def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
         assert took < 25, f"stopping took {took:.1f} s"
 
 
-def test_terminal_sim_answers_its_health_command(built: Built, docker_client: Any) -> None:
+def test_terminal_sim_answers_its_health_command(built: Any, docker_client: Any) -> None:
     with container(
         docker_client,
         built.first["terminal-sim:slim"].image_id,

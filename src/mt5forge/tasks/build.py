@@ -19,7 +19,10 @@ from rich.progress import (
 from rich.table import Table
 
 from mt5forge.build import BuildResult, StepEvent, Target, build_all, targets
+from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
+from mt5forge.fetch import fetch_all
+from mt5forge.fixtures import fixture_session
 from mt5forge.tasks._common import console, task_context
 
 
@@ -101,14 +104,34 @@ def build(
     verbose: bool = False,
 ) -> None:
     """Build the images x variants from build/; a table and a JSON build record per image."""
-    with task_context(verbose) as settings, contextlib.ExitStack() as stack:
+    with task_context(verbose) as settings:
         ensure_engine(settings)
-        plan = targets(settings, _names(image), _names(variant))
+        build_and_report(
+            settings,
+            images=_names(image),
+            variants=_names(variant),
+            fixture=fixture,
+            offline=offline,
+            refresh=refresh,
+            no_cache=no_cache,
+        )
+
+
+def build_and_report(
+    settings: Settings,
+    *,
+    images: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    fixture: bool = False,
+    offline: bool = False,
+    refresh: bool = False,
+    no_cache: bool = False,
+) -> list[BuildResult]:
+    """Fetch the terminal's artifacts when it is built, build with progress, print the table."""
+    with contextlib.ExitStack() as stack:
+        plan = targets(settings, images, variants)
         artifacts = None
         if any(t.image == "terminal" for t in plan):
-            from mt5forge.fetch import fetch_all
-            from mt5forge.fixtures import fixture_session
-
             if fixture:
                 with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
                     _, settings = stack.enter_context(fixture_session(settings))
@@ -126,34 +149,34 @@ def build(
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=console,
+                transient=True,  # the table below says what each bar ended with
             )
         )
         printer = StepPrinter(bars)
         results = build_all(
             settings,
-            images=_names(image),
-            variants=_names(variant),
+            images=images,
+            variants=variants,
             refresh=refresh,
             no_cache=no_cache,
             artifacts=artifacts,
             progress=printer.step,
             on_start=printer.start,
         )
-        stack.close()
-        # Logs and CI are not terminals (80 columns): widen so no cell folds.
-        width = console.width
-        if not console.is_terminal:
-            console.width = max(width, 130)
-        try:
-            console.print(summary(results))
-        finally:
-            console.width = width
-        rebuilt = [r for r in results if not r.all_cached]
-        if not rebuilt:
-            console.print(
-                f"Nothing rebuilt: every step of all {len(results)} image(s) came from the cache."
-            )
-        else:
-            names = ", ".join(str(r.target) for r in rebuilt)
-            console.print(f"Rebuilt steps in: {names}.")
-        console.print(f"Build records: {settings.run_dir / 'records'}/<image id>/build.json")
+    # Logs and CI are not terminals (80 columns): widen so no cell folds.
+    width = console.width
+    if not console.is_terminal:
+        console.width = max(width, 130)
+    try:
+        console.print(summary(results))
+    finally:
+        console.width = width
+    rebuilt = [r for r in results if not r.all_cached]
+    if not rebuilt:
+        console.print(
+            f"Nothing rebuilt: every step of all {len(results)} image(s) came from the cache."
+        )
+    else:
+        console.print(f"Rebuilt steps in: {', '.join(str(r.target) for r in rebuilt)}.")
+    console.print(f"Build records: {settings.run_dir / 'records'}/<image id>/build.json")
+    return results
