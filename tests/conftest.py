@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
 from mt5forge.fetch import fetch_all
 from mt5forge.fixtures import FixtureProfile, fixture_session
+from mt5forge.registry import Registry, start_registry, stop_registry
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -42,6 +44,24 @@ def docker_client(settings: Settings) -> Iterator[Any]:
     client = docker.from_env(timeout=600)
     yield client
     client.close()
+
+
+@pytest.fixture
+def local_registry(settings: Settings, tmp_path: Path) -> Iterator[Registry]:
+    """A real registry (Debian's docker-registry) on a free 127.0.0.1 port, stopped after."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    local = dataclasses.replace(
+        settings, paths=dataclasses.replace(settings.paths, run_dir=str(tmp_path / "runs"))
+    )
+    reg = start_registry(local, address=f"127.0.0.1:{port}", root=tmp_path / "storage")
+    try:
+        yield reg
+    finally:
+        stop_registry(local, address=reg.address)
 
 
 @pytest.fixture(scope="session")
