@@ -40,6 +40,7 @@ import re
 import shutil
 import struct
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -327,12 +328,22 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout.decode("utf-8", "replace").strip()
 
 
+def public_url(url: str) -> str:
+    """``url`` without user information: a clone URL can carry a token (GitLab CI's
+    ``https://gitlab-ci-token:<job token>@...``), and the source label is public."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return url
+
+
 def source_info(
     root: Path, paths: Sequence[str] = ("build", "manifests", "checksums")
 ) -> SourceInfo:
     """Source URL, revision and commit time of the image inputs under ``root``."""
     existing = [p for p in paths if (root / p).exists()]
-    url = _git(root, "remote", "get-url", "origin") or root.resolve().as_uri()
+    url = public_url(_git(root, "remote", "get-url", "origin")) or root.resolve().as_uri()
     rev = _git(root, "log", "-1", "--format=%H", "--", *existing) or _git(root, "rev-parse", "HEAD")
     stamp = _git(root, "log", "-1", "--format=%ct", "--", *existing)
     if rev and _git(root, "status", "--porcelain", "--untracked-files=all", "--", *existing):

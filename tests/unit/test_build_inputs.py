@@ -247,3 +247,38 @@ def test_stage_context_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> No
     s = config.load(REPO, env={}, overrides={"build": {"ca_bundle": str(tmp_path / "nope.pem")}})
     with pytest.raises(ConfigError, match="ca_bundle"):
         build.stage_context(Target(image="terminal-sim", variant="slim"), s, tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        (
+            "https://gitlab-ci-token:glcbt-s3cret@gitlab.example/team/mt5forge.git",
+            "https://gitlab.example/team/mt5forge.git",
+        ),
+        ("https://x-access-token:ghs_abc@github.com/o/r", "https://github.com/o/r"),
+        ("https://github.com/o/r.git", "https://github.com/o/r.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),  # scp form: a user, no secret
+        ("", ""),
+    ],
+)
+def test_source_label_drops_credentials_from_the_clone_url(remote: str, label: str) -> None:
+    assert build.public_url(remote) == label
+
+
+def test_source_info_labels_a_token_free_url(tmp_path: Path) -> None:
+    from mt5forge.tools.run import call
+
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "Dockerfile").write_text("FROM scratch\n")
+    git = ("git", "-C", tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.invalid")
+    for args in (
+        ("init", "-q"),
+        ("add", "build"),
+        ("commit", "-q", "-m", "x"),
+        ("remote", "add", "origin", "https://ci-token:s3cret@git.example/o/r.git"),
+    ):
+        call(*git, *args, timeout=30)
+    info = build.source_info(tmp_path)
+    assert info.url == "https://git.example/o/r.git"
+    assert len(info.revision) == 40 and "s3cret" not in repr(info)
