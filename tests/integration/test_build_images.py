@@ -107,10 +107,15 @@ def test_runtime_user_healthcheck_entrypoint_and_ports(built: Any, docker_client
         assert set(cfg.get("ExposedPorts") or {}) == EXPOSED[name], name
 
 
-def test_cmd_passes_through_the_entrypoint(built: Any, docker_client: Any) -> None:
-    for name in ("terminal:slim", "bot:secure", "terminal-sim:slim"):
-        code, out = run(docker_client, built.first[name].image_id, ["python3", "-c", "print(42)"])
-        assert (code, out.strip()) == (0, "42"), f"{name}: {code} {out}"
+def test_cmd_passes_through_the_entrypoint_as_the_runtime_user(
+    built: Any, docker_client: Any
+) -> None:
+    """A CMD given at run time runs as given, and as the configured non-root user, not root."""
+    want = f"{built.settings.runtime.uid}:{built.settings.runtime.gid}"
+    probe = ["python3", "-c", "import os; print(f'{os.getuid()}:{os.getgid()}')"]
+    for name, r in built.first.items():
+        code, out = run(docker_client, r.image_id, probe)
+        assert (code, out.strip()) == (0, want), f"{name}: {code} {out}"
     code, out = run(docker_client, built.first["terminal:slim"].image_id, ["wine", "--version"])
     assert code == 0 and "wine-10.0" in out, out
 
@@ -154,14 +159,68 @@ def windows_to_prefix(path: str, prefix: str = PREFIX_TEMPLATE) -> str:
     return f"{prefix}/drive_c/" + "/".join(p.parts[1:])
 
 
+def read_files(client: Any, image: str, paths: list[str]) -> dict[str, bytes]:
+    """Files out of an image, through a created (never started) container."""
+    out: dict[str, bytes] = {}
+    with container(client, image, command=["/nothing"]) as c:
+        for path in paths:
+            stream, _ = c.get_archive(path)
+            with tempfile.TemporaryFile() as f:
+                for chunk in stream:
+                    f.write(chunk)
+                f.seek(0)
+                with tarfile.open(fileobj=f) as tar:
+                    member = tar.next()
+                    assert member is not None and member.isfile(), f"{image}: {path}"
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    out[path] = data.read()
+    return out
+
+
+def uninstall_entries(system_reg: str) -> list[str]:
+    """The blocks of Wine's system.reg under ...\\CurrentVersion\\Uninstall\\."""
+    return [
+        block for block in system_reg.split("\n\n")
+        if "\\\\CurrentVersion\\\\Uninstall\\\\" in block.split("\n", 1)[0]
+    ]  # fmt: skip
+
+
 def test_fixture_installers_ran_in_the_prefix(built: Any, docker_client: Any) -> None:
-    """msiexec installed each fixture MSI's file; python and mt5setup ran under Wine."""
-    paths = [windows_to_prefix(p) for ps in built.profile.markers.values() for p in ps]
-    assert any(p.endswith("MetaTrader 5/terminal64.exe") for p in paths)
-    assert any("wine-mono" in p for p in paths) and any("x86_64.msi" in p for p in paths)
+    """msiexec installed each fixture MSI; the CPython and MT5 installers ran under Wine.
+
+    A file at the MSI's target path alone would not show that msiexec ran (msitools can extract
+    it on Linux), so each MSI must also have the entry only Windows Installer writes: its
+    product in the Uninstall key of the prefix's registry, marked "WindowsInstaller"=1. The
+    .exe stand-ins wrote their CRLF marker text through the Windows API, and mt5setup.exe
+    copied itself to terminal64.exe: that file has the verified installer's bytes.
+    """
+    markers = built.profile.markers
+    assert "MetaTrader 5\\terminal64.exe" in " ".join(markers["mt5setup.exe"])
+    msis = [f for f in markers if f.endswith(".msi")]
+    assert any(f.startswith("wine-mono-") for f in msis)
+    assert any(f.startswith("wine-gecko-") and f.endswith("x86_64.msi") for f in msis)
+    setup = (built.profile.serve_dir / "mt5setup.exe").read_bytes()
+    paths = {windows_to_prefix(p): (f, p) for f, ps in markers.items() for p in ps}
     for name in ("terminal:slim", "terminal:secure"):
-        code, out = run(docker_client, built.first[name].image_id, ["ls", "-l", "--", *paths])
-        assert code == 0, f"{name}: {out}"
+        image = built.first[name].image_id
+        files = read_files(docker_client, image, [*paths, f"{PREFIX_TEMPLATE}/system.reg"])
+        for path, (filename, windows_path) in paths.items():
+            if windows_path.endswith("terminal64.exe"):
+                assert files[path] == setup, f"{name}: {windows_path} is not the installer's copy"
+            else:
+                want = f"mt5forge fixture {filename}\r\n".encode()
+                assert files[path] == want, f"{name}: {windows_path} holds {files[path]!r}"
+        entries = uninstall_entries(
+            files[f"{PREFIX_TEMPLATE}/system.reg"].decode("utf-8", "replace")
+        )
+        for filename in msis:
+            found = [
+                e for e in entries
+                if f'"DisplayName"="mt5forge fixture {filename}"' in e
+                and '"WindowsInstaller"=dword:00000001' in e
+            ]  # fmt: skip
+            assert len(found) == 1, f"{name}: msiexec registered {filename} {len(found)} times"
 
 
 def test_windows_side_of_the_bridge_is_in_the_prefix(built: Any, docker_client: Any) -> None:
