@@ -9,6 +9,7 @@ any final image. Images are kept (they are the cache); containers are removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import tarfile
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mt5forge.build import Target, base_info, build_args, build_image, stage_context
 from mt5forge.records import read_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,6 +107,36 @@ def test_runtime_user_healthcheck_entrypoint_and_ports(built: Any, docker_client
         assert cfg["Entrypoint"][0] == "/usr/bin/tini", f"{name}: entrypoint {cfg['Entrypoint']}"
         assert cfg["Cmd"] and cfg["Cmd"][0] != "/bin/sh", f"{name}: CMD {cfg['Cmd']}"
         assert set(cfg.get("ExposedPorts") or {}) == EXPOSED[name], name
+
+
+def test_runtime_uid_and_gid_come_from_the_config(
+    built: Any, docker_client: Any, tmp_path: Path
+) -> None:
+    """[runtime] uid/gid reach the image, not only the Dockerfiles' defaults (1000, as is the
+    config's): terminal-sim built with 911:912 runs as 911:912 and owns /config. Built under
+    another name from the same base, so the session's images and tags stay as they are."""
+    s = dataclasses.replace(
+        built.settings, runtime=dataclasses.replace(built.settings.runtime, uid=911, gid=912)
+    )
+    target = Target(image="terminal-sim", variant="slim")
+    base = base_info(built.settings, docker_client)
+    reference = "mt5forge-test-uid/terminal-sim:slim"
+    image_id, _, _, _ = build_image(
+        docker_client,
+        target,
+        stage_context(target, s, tmp_path / "context"),
+        reference=reference,
+        buildargs=build_args(target, s, base),
+        image_labels={},
+        log_file=tmp_path / "build.log",
+    )
+    try:
+        assert docker_client.images.get(image_id).attrs["Config"]["User"] == "911:912"
+        probe = "import os; print(os.getuid(), os.getgid(), os.stat('/config').st_uid)"
+        code, out = run(docker_client, image_id, ["python3", "-c", probe])
+        assert (code, out.split()) == (0, ["911", "912", "911"]), out
+    finally:
+        docker_client.images.remove(reference)
 
 
 def test_cmd_passes_through_the_entrypoint_as_the_runtime_user(
