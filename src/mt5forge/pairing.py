@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import secrets
 import shutil
 import tempfile
@@ -41,7 +42,8 @@ class PairResult:
     terminal_image: str
     bot_image: str
     backend: str
-    """``simulator`` (terminal-sim) or ``metatrader5`` (the real terminal)."""
+    """``simulator`` (terminal-sim) or ``metatrader5`` (the real terminal): what the bridge
+    said it serves when it started, not what the image's name suggests."""
     exit_code: int
     reports: tuple[str, ...]
     """The bot's account-and-tick report lines."""
@@ -59,7 +61,11 @@ def _secret_files(root: Path, values: dict[str, str]) -> None:
         path.chmod(0o444)
 
 
-def _wait_for_bridge(container: Any, timeout: float) -> None:
+_LISTENING = re.compile(rb"mt5bridge listening on \S+ \([^,]*, backend (\w+)")
+
+
+def _wait_for_bridge(container: Any, timeout: float) -> str:
+    """Wait for the bridge's "listening" line; return the backend it names."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         container.reload()
@@ -68,8 +74,9 @@ def _wait_for_bridge(container: Any, timeout: float) -> None:
                 "The terminal exited before its bridge answered.",
                 hint=container.logs(tail=20).decode(errors="replace"),
             )
-        if b"mt5bridge listening on" in container.logs():
-            return
+        m = _LISTENING.search(container.logs())
+        if m:
+            return m.group(1).decode()
         time.sleep(0.3)
     raise VerificationError(f"The terminal's bridge did not start within {timeout:.0f} s.")
 
@@ -109,7 +116,7 @@ def run_pair(
             read_only=True, tmpfs=state,
             **HARDENING,
         )  # fmt: skip
-        _wait_for_bridge(term, timeout)
+        backend = _wait_for_bridge(term, timeout)
         bot = client.containers.run(
             bot_image, detach=True, network_mode=f"container:{term.id}", labels=labels,
             environment={**env, "MT5BOT_ITERATIONS": str(iterations), "MT5BOT_INTERVAL": "1"},
@@ -138,7 +145,7 @@ def run_pair(
     return PairResult(
         terminal_image=terminal_image,
         bot_image=bot_image,
-        backend="simulator" if terminal == "terminal-sim" else "metatrader5",
+        backend=backend,
         exit_code=exit_code,
         reports=reports,
         log_tail="\n".join(output.splitlines()[-8:]),
