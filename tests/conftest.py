@@ -15,7 +15,7 @@ from mt5forge.build import BuildResult, build_all
 from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
 from mt5forge.fetch import fetch_all
-from mt5forge.fixtures import FixtureProfile, fixture_session
+from mt5forge.fixtures import FixtureKit, fixture_session
 from mt5forge.registry import Registry, start_registry, stop_registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ class Built:
     def __init__(
         self,
         settings: Settings,
-        profile: FixtureProfile,
+        profile: FixtureKit,
         first: list[BuildResult],
         second: list[BuildResult],
         bundle: Path,

@@ -29,10 +29,10 @@ from typing import Any
 import docker.errors
 import requests
 
-from mt5forge import hosttools
 from mt5forge.config import Settings
 from mt5forge.errors import BaseImageError, ToolError
 from mt5forge.tools import docker as dockertool
+from mt5forge.tools import host as hostprograms
 from mt5forge.tools.run import call
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def _from_debootstrap(
             "debootstrap needs root to build the base image.",
             hint="Run as root, or pull the pinned image instead: MT5FORGE_BASE_SOURCE=registry.",
         )
-    hosttools.ensure_programs(["debootstrap"])
+    hostprograms.ensure_programs(["debootstrap"])
     if not Path("/usr/share/debootstrap/scripts", suite).exists():
         raise BaseImageError(
             f"This host's debootstrap does not know the suite '{suite}'.",

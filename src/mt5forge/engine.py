@@ -11,7 +11,6 @@ import logging
 import time
 from typing import Any
 
-from mt5forge import hosttools
 from mt5forge.config import Settings
 from mt5forge.errors import EngineError
 from mt5forge.tools import docker as dockertool
@@ -58,7 +57,7 @@ def ensure_engine(settings: Settings) -> EngineStatus:
             hint="That is not this machine's default socket, so mt5forge will not start an "
             "engine for it. Check the address, or unset DOCKER_HOST.",
         )
-    if not hosttools.can_install():
+    if not hostprograms.can_install():
         raise EngineError(
             f"No Docker Engine answers at {host}.",
             hint="Install Docker Engine (Debian: apt-get install docker.io; elsewhere: "
@@ -66,7 +65,7 @@ def ensure_engine(settings: Settings) -> EngineStatus:
             "starts one itself only on a Debian host run as root.",
         )
 
-    installed = tuple(hosttools.ensure_programs(["dockerd"]))
+    installed = tuple(hostprograms.ensure_programs(["dockerd"]))
     log_file = settings.run_dir / "logs" / "dockerd.log"
     log.info("starting dockerd (log: %s)", log_file)
     proc = start("dockerd", log_file=log_file)

@@ -80,10 +80,11 @@ class Progress(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Profile:
-    """The manifests with their trust material, the lock and where everything lives."""
+class Inputs:
+    """What a fetch works from: the manifests with their trust material, the lock, and where
+    everything lives, for one profile (``upstream`` or ``fixture``)."""
 
-    name: str
+    profile: str
     manifests: tuple[Manifest, ...]
     lock: dict[str, LockEntry]
     lock_dir: Path
@@ -108,7 +109,7 @@ class Profile:
         return f"{self.mirror.rstrip('/')}/{upstream_url.rsplit('/', 1)[-1]}"
 
 
-def load_profile(settings: Settings, *, mirror: str | None = None) -> Profile:
+def load_inputs(settings: Settings, *, mirror: str | None = None) -> Inputs:
     """Read manifests, the trust overlay (fixture only) and the lock named by ``settings``."""
     fs = settings.fetch
     if fs.profile not in PROFILES:
@@ -127,8 +128,8 @@ def load_profile(settings: Settings, *, mirror: str | None = None) -> Profile:
     elif fs.profile == "fixture":
         raise ConfigError("[fetch] profile = 'fixture' needs the generator's trust_overlay.")
     lock_dir = settings.path(fs.lock_dir)
-    return Profile(
-        name=fs.profile,
+    return Inputs(
+        profile=fs.profile,
         manifests=tuple(manifests),
         lock=read_lock(lock_dir),
         lock_dir=lock_dir,
@@ -162,9 +163,9 @@ def describe(manifest: Manifest, profile: str) -> str:
     return f"{text} [{profile}]" if profile != "upstream" else text
 
 
-def _pinned(profile: Profile, m: Manifest) -> LockEntry:
-    where = lock_path(profile.lock_dir)
-    entry = profile.lock.get(m.name)
+def _pinned(inputs: Inputs, m: Manifest) -> LockEntry:
+    where = lock_path(inputs.lock_dir)
+    entry = inputs.lock.get(m.name)
     if entry is None or not entry.sha256:
         state = "no entry" if entry is None else "an empty entry"
         raise VerificationError(
@@ -186,7 +187,7 @@ def _pinned(profile: Profile, m: Manifest) -> LockEntry:
     return entry
 
 
-def _pins(profile: Profile, manifests: Sequence[Manifest]) -> dict[str, LockEntry]:
+def _pins(inputs: Inputs, manifests: Sequence[Manifest]) -> dict[str, LockEntry]:
     """Every selected artifact's lock entry, checked before anything is downloaded.
 
     All problems are reported at once, so that a fetch with several unpinned artifacts says so
@@ -196,7 +197,7 @@ def _pins(profile: Profile, manifests: Sequence[Manifest]) -> dict[str, LockEntr
     problems: list[VerificationError] = []
     for m in manifests:
         try:
-            out[m.name] = _pinned(profile, m)
+            out[m.name] = _pinned(inputs, m)
         except VerificationError as e:
             problems.append(e)
     if len(problems) == 1:
@@ -225,9 +226,7 @@ def _callbacks(progress: Progress | None, name: str) -> tuple[StartFn, BytesFn]:
     return on_start, on_bytes
 
 
-def _check_signatures(
-    profile: Profile, m: Manifest, path: Path, session: Session, sig: Path
-) -> str:
+def _check_signatures(inputs: Inputs, m: Manifest, path: Path, session: Session, sig: Path) -> str:
     """Run the OpenPGP and Authenticode checks the manifest asks for; raise on failure.
 
     The detached signature is downloaded to ``sig``, which the caller removes (or keeps, as
@@ -237,10 +236,10 @@ def _check_signatures(
     if m.openpgp:
         try:
             download(
-                profile.url_for(m, m.signature_url),
+                inputs.url_for(m, m.signature_url),
                 sig,
                 name=m.name,
-                options=profile.http,
+                options=inputs.http,
                 session=session,
             )
         except FetchError as e:
@@ -251,7 +250,7 @@ def _check_signatures(
         check = gpg.verify_detached(
             path,
             sig,
-            key_files=[profile.keys_dir / k for k in m.openpgp.keys],
+            key_files=[inputs.keys_dir / k for k in m.openpgp.keys],
             fingerprints=m.openpgp.fingerprints,
             name=m.name,
         )
@@ -268,7 +267,7 @@ def _check_signatures(
 
 
 def _fetch_one(
-    profile: Profile,
+    inputs: Inputs,
     m: Manifest,
     entry: LockEntry,
     offline: bool,
@@ -276,8 +275,8 @@ def _fetch_one(
     session: Session,
 ) -> Artifact | None:
     """Fetch and verify one artifact; None when ``offline`` and it is not in the cache."""
-    cache = profile.cache
-    how = describe(m, profile.name)
+    cache = inputs.cache
+    how = describe(m, inputs.profile)
     with cache.locked(entry.sha256):
         final = cache.entry(entry.sha256, m.filename)
         if final.is_file():
@@ -293,20 +292,20 @@ def _fetch_one(
                     path=final,
                     verified_by=how,
                     cache_hit=True,
-                    profile=profile.name,
+                    profile=inputs.profile,
                 )
             moved = cache.quarantine(final)
             log.warning("%s: cached file no longer matches its pin; moved to %s", m.name, moved)
         if offline:
             return None
-        url = profile.url_for(m, m.url)
+        url = inputs.url_for(m, m.url)
         part = cache.partial(entry.sha256)
         on_start, on_bytes = _callbacks(progress, m.name)
         got = download(
             url,
             part,
             name=m.name,
-            options=profile.http,
+            options=inputs.http,
             session=session,
             on_start=on_start,
             on_bytes=on_bytes,
@@ -323,7 +322,7 @@ def _fetch_one(
                 raise VerificationError(f"{m.name}: {got.size} bytes, the lock says {entry.size}.")
             sig = cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
             try:
-                _check_signatures(profile, m, part, session, sig)
+                _check_signatures(inputs, m, part, session, sig)
             finally:
                 sig.unlink(missing_ok=True)
         except BaseException:
@@ -344,7 +343,7 @@ def _fetch_one(
             path=path,
             verified_by=how,
             cache_hit=False,
-            profile=profile.name,
+            profile=inputs.profile,
             url=url,
         )
 
@@ -361,14 +360,14 @@ def fetch_all(
 
     With ``offline`` only the cache is used and one error lists every missing artifact.
     """
-    profile = load_profile(settings, mirror=mirror)
-    selected = profile.select(names)
-    pins = _pins(profile, selected)
+    inputs = load_inputs(settings, mirror=mirror)
+    selected = inputs.select(names)
+    pins = _pins(inputs, selected)
     session = new_session()
     out: list[Artifact] = []
     missing: list[str] = []
     for m in selected:
-        artifact = _fetch_one(profile, m, pins[m.name], offline, progress, session)
+        artifact = _fetch_one(inputs, m, pins[m.name], offline, progress, session)
         if artifact is None:
             missing.append(f"{m.name} ({m.filename}, sha256 {pins[m.name].sha256})")
         else:
@@ -376,7 +375,7 @@ def fetch_all(
     if missing:
         raise FetchError(
             f"--offline: {len(missing)} artifact(s) missing from the cache "
-            f"{profile.cache.root}: " + "; ".join(missing) + ".",
+            f"{inputs.cache.root}: " + "; ".join(missing) + ".",
             hint="Run `invoke fetch` where upstream or a mirror is reachable, or copy a cache.",
         )
     return out
@@ -418,24 +417,24 @@ def pin_all(
     signature by an allowed key or signer, which is what makes re-pinning a moved mt5setup.exe
     a knowing act. With ``check`` nothing is written and the caller fails on any change.
     """
-    profile = load_profile(settings, mirror=mirror)
+    inputs = load_inputs(settings, mirror=mirror)
     session = new_session()
-    new_lock = dict(profile.lock)
+    new_lock = dict(inputs.lock)
     changes: list[PinChange] = []
     artifacts: list[Artifact] = []
-    scratch = profile.cache.scratch()
+    scratch = inputs.cache.scratch()
     sig_keep: list[tuple[Path, Path]] = []
     try:
-        for m in profile.select(names):
+        for m in inputs.select(names):
             tmp = scratch / f"pin-{uuid.uuid4().hex}-{m.filename}"
             on_start, on_bytes = _callbacks(progress, m.name)
-            url = profile.url_for(m, m.url)
+            url = inputs.url_for(m, m.url)
             try:
                 got = download(
                     url,
                     tmp,
                     name=m.name,
-                    options=profile.http,
+                    options=inputs.http,
                     session=session,
                     on_start=on_start,
                     on_bytes=on_bytes,
@@ -448,15 +447,15 @@ def pin_all(
                 sig = scratch / f"pin-{uuid.uuid4().hex}-{m.signature_filename}"
                 if m.openpgp:
                     # Kept beside the lock once every artifact passed; removed at the end.
-                    sig_keep.append((sig, profile.lock_dir / SIGNATURES / m.signature_filename))
-                why = _check_signatures(profile, m, tmp, session, sig)
+                    sig_keep.append((sig, inputs.lock_dir / SIGNATURES / m.signature_filename))
+                why = _check_signatures(inputs, m, tmp, session, sig)
                 why = why or f"matches {m.pin.source}"
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 if progress:
                     progress.finish(m.name, "failed")
                 raise
-            old = profile.lock.get(m.name)
+            old = inputs.lock.get(m.name)
             if old and old.sha256 == got.sha256 and old.filename == m.filename and old.size:
                 # Unchanged: keep the reviewed entry (and its note) byte for byte.
                 new_lock[m.name] = old
@@ -474,12 +473,12 @@ def pin_all(
                         name=m.name, old=old.sha256 if old else "", new=got.sha256, reason=why
                     )
                 )
-            with profile.cache.locked(got.sha256):
-                final = profile.cache.entry(got.sha256, m.filename)
+            with inputs.cache.locked(got.sha256):
+                final = inputs.cache.entry(got.sha256, m.filename)
                 if final.is_file():
                     tmp.unlink()
                 else:
-                    final = profile.cache.commit(tmp, got.sha256, m.filename)
+                    final = inputs.cache.commit(tmp, got.sha256, m.filename)
             if progress:
                 progress.finish(m.name, "pinned")
             artifacts.append(
@@ -490,24 +489,24 @@ def pin_all(
                     sha256=got.sha256,
                     size=got.size,
                     path=final,
-                    verified_by=describe(m, profile.name),
+                    verified_by=describe(m, inputs.profile),
                     cache_hit=False,
-                    profile=profile.name,
+                    profile=inputs.profile,
                     url=url,
                 )
             )
-        where = lock_path(profile.lock_dir)
-        diff = lock_diff(profile.lock, new_lock, str(where))
+        where = lock_path(inputs.lock_dir)
+        diff = lock_diff(inputs.lock, new_lock, str(where))
         written = False
         if not check and diff:
-            write_lock(profile.lock_dir, new_lock)
+            write_lock(inputs.lock_dir, new_lock)
             written = True
         if not check:
             for src, dst in sig_keep:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
         return PinResult(
-            profile=profile.name,
+            profile=inputs.profile,
             lock_file=where,
             changes=tuple(changes),
             diff=diff,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import requests
 
-from mt5forge import hosttools
 from mt5forge.config import Settings
 from mt5forge.errors import RegistryError
 from mt5forge.tools.run import start
@@ -79,7 +78,7 @@ def start_registry(
     if answers(address):
         pid = int(pid_file.read_text()) if pid_file.is_file() else 0
         return Registry(address=address, root=root, pid=pid, started=False)
-    hosttools.ensure_programs(["docker-registry"])
+    hostprograms.ensure_programs(["docker-registry"])
     root.mkdir(parents=True, exist_ok=True)
     state.mkdir(parents=True, exist_ok=True)
     config = state / "config.yml"

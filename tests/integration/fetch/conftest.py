@@ -16,7 +16,7 @@ import pytest
 
 from mt5forge import config
 from mt5forge.config import Settings
-from mt5forge.fixtures import FileServer, FixtureProfile, make_fixture_profile, serve_directory
+from mt5forge.fixtures import FileServer, FixtureKit, make_fixture_kit, serve_directory
 from mt5forge.fixtures import stop_gpg_agent as _stop_agent
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,15 +24,15 @@ FAST = {"connect_timeout": 2, "read_timeout": 1, "retries": 2, "backoff_ms": 10}
 
 
 @pytest.fixture(scope="session")
-def fixture_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FixtureProfile]:
+def fixture_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FixtureKit]:
     """wixl MSIs, mingw programs, a throw-away OpenPGP key and Authenticode cert: made once."""
-    profile = make_fixture_profile(tmp_path_factory.mktemp("fixture-profile"))
+    profile = make_fixture_kit(tmp_path_factory.mktemp("fixture-profile"))
     yield profile
     _stop_agent(profile.gnupghome)
 
 
 @pytest.fixture
-def served(fixture_profile: FixtureProfile, tmp_path: Path) -> Path:
+def served(fixture_profile: FixtureKit, tmp_path: Path) -> Path:
     """A per-test copy of the stand-ins that the test may change."""
     d = tmp_path / "serve"
     shutil.copytree(fixture_profile.serve_dir, d)
@@ -49,9 +49,7 @@ MakeSettings = Callable[..., Settings]
 
 
 @pytest.fixture
-def make_settings(
-    fixture_profile: FixtureProfile, server: FileServer, tmp_path: Path
-) -> MakeSettings:
+def make_settings(fixture_profile: FixtureKit, server: FileServer, tmp_path: Path) -> MakeSettings:
     """Settings for the fixture profile behind ``server``; keyword args override [fetch]."""
 
     def make(**fetch: Any) -> Settings:

@@ -20,7 +20,7 @@ from mt5forge.errors import ConfigError, FetchError, Mt5ForgeError, Verification
 from mt5forge.fetch import fetch_all
 from mt5forge.fixtures import (
     FileServer,
-    FixtureProfile,
+    FixtureKit,
     authenticode_sign,
     build_exe,
     export_openpgp_key,
@@ -174,7 +174,7 @@ def test_good_signature_by_unpinned_key(
 
 def test_key_in_keyring_but_not_allowed(
     make_settings,
-    fixture_profile: FixtureProfile,
+    fixture_profile: FixtureKit,
     served: Path,
     stranger,
     tmp_path: Path,
@@ -201,7 +201,7 @@ def test_key_in_keyring_but_not_allowed(
 
 
 def test_signature_by_pinned_key_over_other_bytes(
-    make_settings, fixture_profile: FixtureProfile, served: Path, tmp_path: Path, warm, snapshot
+    make_settings, fixture_profile: FixtureKit, served: Path, tmp_path: Path, warm, snapshot
 ) -> None:
     other = tmp_path / "other.bin"
     other.write_bytes(b"not the python installer\n")
@@ -223,9 +223,7 @@ def test_missing_signature_file(make_settings, served: Path, warm, snapshot) -> 
     )  # fmt: skip
 
 
-def _pin_key(
-    fixture_profile: FixtureProfile, tmp_path: Path, home: Path, fpr: str
-) -> dict[str, str]:
+def _pin_key(fixture_profile: FixtureKit, tmp_path: Path, home: Path, fpr: str) -> dict[str, str]:
     """Keys dir and overlay that pin ``fpr`` (instead of the fixture key) for python-windows."""
     keys = tmp_path / "pinned-keys"
     keys.mkdir()
@@ -239,7 +237,7 @@ def _pin_key(
 
 
 def test_expired_pinned_key(
-    make_settings, fixture_profile: FixtureProfile, served: Path, tmp_path: Path, warm, snapshot
+    make_settings, fixture_profile: FixtureKit, served: Path, tmp_path: Path, warm, snapshot
 ) -> None:
     home = tmp_path / "expired-gnupg"
     # Made and used in 2020 with a one-day lifetime: the signature was good then, not now.
@@ -253,7 +251,7 @@ def test_expired_pinned_key(
 
 
 def test_revoked_pinned_key(
-    make_settings, fixture_profile: FixtureProfile, served: Path, tmp_path: Path, warm, snapshot
+    make_settings, fixture_profile: FixtureKit, served: Path, tmp_path: Path, warm, snapshot
 ) -> None:
     home = tmp_path / "revoked-gnupg"
     fpr = make_openpgp_key(home, "Revoked <revoked@mt5forge.invalid>")
@@ -305,7 +303,7 @@ def test_exe_signed_by_another_signer_fails(
 
 
 @pytest.fixture
-def manifests_copy(fixture_profile: FixtureProfile, tmp_path: Path) -> Path:
+def manifests_copy(fixture_profile: FixtureKit, tmp_path: Path) -> Path:
     d = tmp_path / "manifests"
     shutil.copytree(fixture_profile.manifests_dir, d, ignore=shutil.ignore_patterns("keys"))
     return d
@@ -335,7 +333,7 @@ def test_manifest_with_malformed_sha256(
 
 
 def test_lock_without_entry(
-    make_settings, fixture_profile: FixtureProfile, tmp_path: Path, warm, snapshot
+    make_settings, fixture_profile: FixtureKit, tmp_path: Path, warm, snapshot
 ) -> None:
     lock = read_lock(fixture_profile.lock_dir)
     del lock[MONO]
@@ -346,7 +344,7 @@ def test_lock_without_entry(
 
 
 def test_every_unpinned_artifact_is_named_before_any_download(
-    make_settings, fixture_profile: FixtureProfile, server: FileServer, tmp_path: Path
+    make_settings, fixture_profile: FixtureKit, server: FileServer, tmp_path: Path
 ) -> None:
     lock = read_lock(fixture_profile.lock_dir)
     del lock[MONO]
@@ -364,7 +362,7 @@ def test_every_unpinned_artifact_is_named_before_any_download(
 
 
 def test_lock_with_malformed_sha256(
-    make_settings, fixture_profile: FixtureProfile, tmp_path: Path
+    make_settings, fixture_profile: FixtureKit, tmp_path: Path
 ) -> None:
     (tmp_path / "lock").mkdir()
     text = (fixture_profile.lock_dir / "artifacts.lock.toml").read_text()

@@ -19,7 +19,7 @@ from mt5forge.fetch import Artifact, fetch_all, pin_all
 from mt5forge.fixtures import (
     MT5_TERMINAL,
     FileServer,
-    FixtureProfile,
+    FixtureKit,
     authenticode_sign,
     build_exe,
 )
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_fixture_profile_fetches_everything_then_hits_the_cache(
-    make_settings: Callable[..., Settings], fixture_profile: FixtureProfile, server: FileServer
+    make_settings: Callable[..., Settings], fixture_profile: FixtureKit, server: FileServer
 ) -> None:
     s = make_settings()
     first = fetch_all(s)
@@ -53,7 +53,7 @@ def test_fixture_profile_fetches_everything_then_hits_the_cache(
 
 
 def test_invoke_fetch_cli_summary(
-    fixture_profile: FixtureProfile, server: FileServer, tmp_path: Path
+    fixture_profile: FixtureKit, server: FileServer, tmp_path: Path
 ) -> None:
     """`invoke fetch` from the repository: progress, a summary table naming the profile."""
     env = {
@@ -144,7 +144,7 @@ def test_changed_cache_entry_is_quarantined_and_fetched_again(
     assert len(list((s.cache_dir / "quarantine").iterdir())) == 1
 
 
-def test_fixture_standins_are_what_the_images_expect(fixture_profile: FixtureProfile) -> None:
+def test_fixture_standins_are_what_the_images_expect(fixture_profile: FixtureKit) -> None:
     serve = fixture_profile.serve_dir
     for msi in serve.glob("*.msi"):
         rows = call("msiinfo", "export", msi, "Directory", timeout=60).stdout.decode()
@@ -170,14 +170,14 @@ def test_fixture_standins_are_what_the_images_expect(fixture_profile: FixturePro
 
 @pytest.fixture
 def pin_settings(
-    make_settings: Callable[..., Settings], fixture_profile: FixtureProfile, tmp_path: Path
+    make_settings: Callable[..., Settings], fixture_profile: FixtureKit, tmp_path: Path
 ) -> Settings:
     lock_dir = tmp_path / "lock"
     shutil.copytree(fixture_profile.lock_dir, lock_dir)
     return make_settings(lock_dir=str(lock_dir))
 
 
-def _new_mt5setup(fixture_profile: FixtureProfile, served: Path, tmp_path: Path, sign: bool) -> str:
+def _new_mt5setup(fixture_profile: FixtureKit, served: Path, tmp_path: Path, sign: bool) -> str:
     exe = build_exe(tmp_path / "new-mt5setup.exe", marker_name="mt5setup-v2", terminal=True)
     if sign:
         authenticode_sign(exe, fixture_profile.authenticode_cert, fixture_profile.authenticode_key)
@@ -191,7 +191,7 @@ def test_pin_check_passes_when_upstream_did_not_move(pin_settings: Settings) -> 
 
 
 def test_pin_repins_a_moved_installer_with_a_valid_signature(
-    pin_settings: Settings, fixture_profile: FixtureProfile, served: Path, tmp_path: Path
+    pin_settings: Settings, fixture_profile: FixtureKit, served: Path, tmp_path: Path
 ) -> None:
     lock_dir = pin_settings.path(pin_settings.fetch.lock_dir)
     old = read_lock(lock_dir)["mt5setup"].sha256
@@ -208,7 +208,7 @@ def test_pin_repins_a_moved_installer_with_a_valid_signature(
 
 
 def test_pin_refuses_a_moved_installer_without_signature(
-    pin_settings: Settings, fixture_profile: FixtureProfile, served: Path, tmp_path: Path
+    pin_settings: Settings, fixture_profile: FixtureKit, served: Path, tmp_path: Path
 ) -> None:
     lock_dir = pin_settings.path(pin_settings.fetch.lock_dir)
     before = (lock_dir / "artifacts.lock.toml").read_text()
@@ -252,15 +252,15 @@ def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
     assert "…" not in runs[0].stdout, "a cell of the summary was cut"
     assert "5 from the cache" in runs[1].stdout
     assert (tmp_path / "c" / "fixture-profile" / "profile.json").is_file()
-    from mt5forge.fixtures import load_profile_dir, stop_gpg_agent
+    from mt5forge.fixtures import load_kit_dir, stop_gpg_agent
 
-    profile = load_profile_dir(tmp_path / "c" / "fixture-profile")
+    profile = load_kit_dir(tmp_path / "c" / "fixture-profile")
     assert profile is not None
     stop_gpg_agent(profile.gnupghome)
 
 
 def test_file_mirror_into_a_fresh_cache(
-    make_settings: Callable[..., Settings], fixture_profile: FixtureProfile
+    make_settings: Callable[..., Settings], fixture_profile: FixtureKit
 ) -> None:
     """A ``file://`` mirror (an air-gapped copy on disk) goes through the same pins and checks."""
     s = make_settings(mirror=fixture_profile.serve_dir.as_uri())
@@ -272,17 +272,17 @@ def test_file_mirror_into_a_fresh_cache(
 
 def test_saved_fixture_profile_is_remade_before_its_key_expires(tmp_path: Path) -> None:
     """The throw-away key lives a day: a profile saved long ago is made again, not reused."""
-    from mt5forge.fixtures import MAX_PROFILE_AGE, ensure_fixture_profile, stop_gpg_agent
+    from mt5forge.fixtures import MAX_PROFILE_AGE, ensure_fixture_kit, stop_gpg_agent
 
     root = tmp_path / "fixture-profile"
-    first = ensure_fixture_profile(root)
-    again = ensure_fixture_profile(root)
+    first = ensure_fixture_kit(root)
+    again = ensure_fixture_kit(root)
     assert again.openpgp_fingerprint == first.openpgp_fingerprint, "a fresh profile is reused"
     saved = root / "profile.json"
     old = saved.stat().st_mtime - MAX_PROFILE_AGE - 60
     os.utime(saved, (old, old))
-    remade = ensure_fixture_profile(root)
+    remade = ensure_fixture_kit(root)
     assert remade.openpgp_fingerprint != first.openpgp_fingerprint
     saved.write_text("{not json")
-    assert ensure_fixture_profile(root).openpgp_fingerprint != remade.openpgp_fingerprint
+    assert ensure_fixture_kit(root).openpgp_fingerprint != remade.openpgp_fingerprint
     stop_gpg_agent(root / "gnupg")

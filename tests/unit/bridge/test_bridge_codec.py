@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mt5bridge.codec import decode, encode
 from mt5bridge.errors import CodecError
-from mt5bridge.records import RATES_DTYPE
+from mt5bridge.mt5types import RATES_DTYPE
 from rpyc.core import brine
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mt5bridge.records import RATES_DTYPE, TICKS_DTYPE
+from mt5bridge.mt5types import RATES_DTYPE, TICKS_DTYPE
 
 Array = np.ndarray[Any, Any]
 

@@ -38,7 +38,7 @@ from mt5bridge.market import (
     seed_for,
     ticks_from_m1,
 )
-from mt5bridge.records import (
+from mt5bridge.mt5types import (
     TICKS_DTYPE,
     AccountInfo,
     OrderCheckResult,

@@ -13,25 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mt5forge.errors import ToolMissingError
-from mt5forge.tools.run import INSTALL_HINTS, call, which
+from mt5forge.tools.run import DEBIAN_PACKAGES, INSTALL_HINTS, call, which
 
 log = logging.getLogger(__name__)
 
-#: program -> Debian package that provides it.
-DEBIAN_PACKAGES: dict[str, str] = {
-    "dockerd": "docker.io",
-    "debootstrap": "debootstrap",
-    "docker-registry": "docker-registry",
-    "skopeo": "skopeo",
-    "gpg": "gnupg",
-    "gpgv": "gpgv",
-    "osslsigncode": "osslsigncode",
-    "wixl": "wixl",
-    "msiinfo": "msitools",
-    "openssl": "openssl",
-    "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
-    "gpgconf": "gnupg",
-}
 
 #: What the test suite and the demo use on the host.
 PIPELINE_PROGRAMS = (
