@@ -14,6 +14,7 @@ from typing import Any
 from mt5forge.config import Settings
 from mt5forge.errors import EngineError
 from mt5forge.tools import docker as dockertool
+from mt5forge.tools import host as hostprograms
 from mt5forge.tools.run import start
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ import requests
 
 from mt5forge.config import Settings
 from mt5forge.errors import RegistryError
+from mt5forge.tools import host as hostprograms
 from mt5forge.tools.run import start
 
 log = logging.getLogger(__name__)
