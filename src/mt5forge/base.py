@@ -31,6 +31,7 @@ import requests
 
 from mt5forge.config import Settings
 from mt5forge.errors import BaseImageError, ToolError
+from mt5forge.files import sha256_file
 from mt5forge.tools import docker as dockertool
 from mt5forge.tools import host as hostprograms
 from mt5forge.tools.run import call
@@ -116,7 +117,7 @@ def inputs_key(inputs: dict[str, Any]) -> str:
 
 def _file_sha256(path: Path) -> str:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError as e:
         raise BaseImageError(
             f"Debian's keyring {path} cannot be read: {e.strerror}.",

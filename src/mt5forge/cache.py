@@ -16,21 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-CHUNK = 1 << 20
+from mt5forge.files import CHUNK, sha256_file
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["CHUNK", "Cache", "sha256_file"]
 
 
 class Cache:

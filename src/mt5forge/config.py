@@ -12,15 +12,15 @@ Environment variables are named ``MT5FORGE_<SECTION>_<KEY>`` in upper case, for 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_type_hints
 
 from mt5forge.errors import ConfigError
+from mt5forge.tomlmodel import coerce, did_you_mean, table_values
 
 CONFIG_FILE = "mt5forge.toml"
 ENV_PREFIX = "MT5FORGE_"
@@ -174,54 +174,16 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def did_you_mean(name: str, choices: Sequence[str]) -> str:
-    """The hint every "unknown name" error carries: the closest known name, or all of them."""
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    if close:
-        return f"Did you mean '{close[0]}'?"
-    return "Known: " + ", ".join(sorted(choices)) + "."
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Turn a TOML or environment value into the field's type, or fail naming ``where``."""
-    from_env = isinstance(value, str) and where.startswith(ENV_PREFIX)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if from_env and value.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if from_env and value.lower() in {"0", "false", "no", "off", ""}:
-            return False
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if from_env and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif get_args(hint):  # tuple[str, ...]
-        if from_env:
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-    kind = getattr(hint, "__name__", str(hint)).replace("tuple", "list of strings")
-    raise ConfigError(f"{where}: expected {kind}, got {value!r}.")
-
-
 def _section_overrides(
     section: str, cls: type[Any], raw: Mapping[str, Any], where: str
 ) -> dict[str, Any]:
-    hints = get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in hints:
-            raise ConfigError(
-                f"{where}: unknown key '{key}' in [{section}].",
-                hint=did_you_mean(key, list(hints)),
-            )
-        out[key] = _coerce(value, hints[key], f"{where} [{section}] {key}")
-    return out
+    return table_values(
+        cls,
+        raw,
+        where,
+        unknown=f"{{where}}: unknown key '{{key}}' in [{section}].",
+        key_where=f"{{where}} [{section}] {{key}}",
+    )
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -243,7 +205,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             )
         section, key = known[name]
         hint = get_type_hints(SECTIONS[section])[key]
-        out.setdefault(section, {})[key] = _coerce(value, hint, name)
+        out.setdefault(section, {})[key] = coerce(value, hint, name, from_env=True)
     return out
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from mt5forge.cache import Cache, sha256_file
-from mt5forge.config import Settings, did_you_mean
+from mt5forge.config import Settings
 from mt5forge.errors import ConfigError, FetchError, VerificationError
 from mt5forge.lock import SIGNATURES_DIR as SIGNATURES
 from mt5forge.lock import LockEntry, lock_diff, lock_path, read_lock, write_lock
@@ -39,6 +39,7 @@ from mt5forge.manifest import (
     load_manifests,
     load_overlay,
 )
+from mt5forge.tomlmodel import did_you_mean
 from mt5forge.tools import authenticode, gpg
 from mt5forge.tools.http import BytesFn, HttpOptions, StartFn, download, new_session
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mt5forge.config import did_you_mean
 from mt5forge.errors import ConfigError
+from mt5forge.files import atomic_write
 from mt5forge.manifest import SHA256_RE
+from mt5forge.tomlmodel import did_you_mean
 
 LOCK_FILE = "artifacts.lock.toml"
 SIGNATURES_DIR = "signatures"
@@ -110,13 +109,7 @@ def render_lock(entries: Iterable[LockEntry]) -> str:
 
 def write_lock(lock_dir: Path, entries: Mapping[str, LockEntry]) -> Path:
     """Write the lock atomically (temp file + rename) so a crash never leaves half a lock."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_path(lock_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".lock-", dir=lock_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(render_lock(entries.values()))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(lock_path(lock_dir), render_lock(entries.values()))
 
 
 def lock_diff(old: Mapping[str, LockEntry], new: Mapping[str, LockEntry], where: str) -> str:

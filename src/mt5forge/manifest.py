@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 from urllib.parse import urlparse
 
-from mt5forge.config import did_you_mean
 from mt5forge.errors import ConfigError
+from mt5forge.tomlmodel import build, did_you_mean
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
@@ -98,59 +97,6 @@ class Manifest:
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def _is_optional(hint: Any) -> tuple[bool, Any]:
-    if get_origin(hint) in (Union, types.UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return True, args[0]
-    return False, hint
-
-
-def _build(cls: type[Any], raw: Any, where: str) -> Any:
-    """Build frozen dataclass ``cls`` from a TOML table; unknown or mistyped keys fail."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {raw!r}.")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            raise ConfigError(
-                f"{where}: unknown key '{key}'.", hint=did_you_mean(key, list(fields))
-            )
-        _, hint = _is_optional(hints[key])
-        out[key] = _coerce(value, hint, f"{where}.{key}")
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in out
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s): {', '.join(missing)}.")
-    return cls(**out)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return _build(hint, value, where)
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}.")
-    origin = get_origin(hint)
-    if origin is tuple:
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ConfigError(f"{where}: expected a list of strings, got {value!r}.")
-    if origin is Mapping or hint is Mapping:
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            return types.MappingProxyType(dict(value))
-        raise ConfigError(f"{where}: expected a table of strings, got {value!r}.")
-    raise ConfigError(f"{where}: unsupported value {value!r}.")  # pragma: no cover
-
-
 def validate(m: Manifest) -> Manifest:
     """Check one manifest's values; return it with fingerprints normalised to upper case."""
     where = f"{m.path or 'manifest'} ({m.name})"
@@ -189,7 +135,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    manifest = _build(Manifest, raw, str(path))
+    manifest = build(Manifest, raw, str(path))
     return validate(dataclasses.replace(manifest, path=path))
 
 
@@ -264,7 +210,7 @@ def load_overlay(path: Path) -> Overlay:
                     f"{path}: artifacts.{name}: unknown section '{section}'.",
                     hint=did_you_mean(section, list(_OVERLAY_SECTIONS)),
                 )
-            built[section] = _build(
+            built[section] = build(
                 _OVERLAY_SECTIONS[section], table, f"{path} artifacts.{name}.{section}"
             )
         artifacts[name] = built

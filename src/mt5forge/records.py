@@ -10,15 +10,14 @@ image. Writes are atomic (temp file + rename), so a reader never sees half a rec
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mt5forge.errors import Mt5ForgeError
+from mt5forge.files import atomic_write
 
 SCHEMA = 1
 """Bumped when the common fields below change meaning."""
@@ -67,17 +66,7 @@ def write_record(
     path = record_path(run_dir, stage, image_id)
     written = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     record = {**payload, "schema": SCHEMA, "stage": stage, "image_id": image_id, "written": written}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stage}.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def read_record(run_dir: Path, stage: str, image_id: str) -> dict[str, Any] | None:
