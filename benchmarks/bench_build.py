@@ -29,11 +29,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mt5forge import config
-from mt5forge.base import ensure_base
-from mt5forge.build import build_all, terminal_artifacts
 from mt5forge.engine import ensure_engine
-from mt5forge.fetch import fetch_all
 from mt5forge.fixtures import fixture_session
+from mt5forge.images import terminal_artifacts
+from mt5forge.stages import Options, run_stages, select
+from mt5forge.stages.build import build_all
 from mt5forge.tools import docker as dockertool
 
 NAIVE_DOCKERFILE = """\
@@ -85,18 +85,18 @@ def main() -> int:
             "note: no [build] ca_bundle; pip in the build needs one behind TLS interception"
         )
     ensure_engine(settings)
-    base = ensure_base(settings)
     with fixture_session(settings) as (_, fx):
-        artifacts = fetch_all(fx, offline=False)
+        inputs = run_stages(fx, select(["base", "fetch"]), options=Options())
+        base, artifacts = inputs["base"], list(inputs["fetch"].artifacts)
         console.print("cold build (no cache) of every image...")
         t0 = time.monotonic()
-        cold = build_all(fx, artifacts=artifacts, no_cache=True)
+        cold = build_all(fx, base=base, artifacts=artifacts, no_cache=True)
         cold_total = time.monotonic() - t0
         console.print("settling build (cache lookups after a no-cache build)...")
-        build_all(fx, artifacts=artifacts)
+        build_all(fx, base=base, artifacts=artifacts)
         console.print("warm build (unchanged inputs)...")
         t0 = time.monotonic()
-        warm = build_all(fx, artifacts=artifacts)
+        warm = build_all(fx, base=base, artifacts=artifacts)
         warm_total = time.monotonic() - t0
         console.print("naive single-stage terminal (no cache)...")
         naive_s, naive_size, naive_id = naive_terminal(fx, artifacts, base.reference)

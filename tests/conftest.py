@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +11,12 @@ import pytest
 
 from mt5forge import config
 from mt5forge.base import BaseImage, ensure_base
-from mt5forge.build import BuildResult, build_all
 from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
-from mt5forge.fetch import fetch_all
 from mt5forge.fixtures import FixtureKit, fixture_session
 from mt5forge.registry import Registry, start_registry, stop_registry
+from mt5forge.stages import PIPELINE, run_stages, select
+from mt5forge.stages.build import BuildResult
 
 REPO = Path(__file__).resolve().parent.parent
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -79,9 +79,10 @@ class Built:
         self,
         settings: Settings,
         profile: FixtureKit,
-        first: list[BuildResult],
-        second: list[BuildResult],
+        first: Sequence[BuildResult],
+        second: Sequence[BuildResult],
         bundle: Path,
+        base: BaseImage,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -89,11 +90,12 @@ class Built:
         self.second = {str(r.target): r for r in second}
         self.bundle = bundle
         self.marker = CA_MARKER
+        self.base = base
 
 
 @pytest.fixture(scope="session")
 def built(
-    docker_client: Any, base_image: Any, tmp_path_factory: pytest.TempPathFactory
+    docker_client: Any, base_image: BaseImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Built]:
     run_dir = tmp_path_factory.mktemp("build-run")
     bundle = run_dir / "build-ca.pem"
@@ -105,7 +107,11 @@ def built(
         overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(run_dir)}},
     )
     with fixture_session(settings) as (profile, fixture_settings):
-        artifacts = fetch_all(fixture_settings, offline=False)
-        first = build_all(fixture_settings, artifacts=artifacts)
-        second = build_all(fixture_settings, artifacts=artifacts)
-        yield Built(fixture_settings, profile, first, second, bundle)
+        # The whole pipeline as a task runs it: base (reused), fetch, build; then the build
+        # stage alone again, given the same base and artifacts.
+        results = run_stages(fixture_settings, select(until="build"))
+        assert [s.name for s in PIPELINE][:3] == ["base", "fetch", "build"]
+        again = run_stages(fixture_settings, select(["build"]), given=results)
+        yield Built(
+            fixture_settings, profile, results["build"], again["build"], bundle, results["base"]
+        )

@@ -32,6 +32,7 @@ import requests
 from mt5forge.config import Settings
 from mt5forge.errors import BaseImageError, ToolError
 from mt5forge.files import sha256_file
+from mt5forge.progress import NullProgress, Progress
 from mt5forge.tools import docker as dockertool
 from mt5forge.tools import host as hostprograms
 from mt5forge.tools.run import call
@@ -45,7 +46,7 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 LABEL_PREFIX = "org.mt5forge.base"
 DEBOOTSTRAP_TIMEOUT = 1800
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -128,8 +129,14 @@ def _file_sha256(path: Path) -> str:
 def ensure_base(
     settings: Settings, *, refresh: bool = False, progress: Progress | None = None
 ) -> BaseImage:
-    """Make (or reuse) the base image for ``settings.base``; BaseImageError when it fails."""
-    say = progress or (lambda _msg: None)
+    """Make (or reuse) the base image for ``settings.base``; BaseImageError when it fails.
+
+    Progress goes to ``progress`` as messages on the unit of work ``base``."""
+    shown = progress or NullProgress()
+
+    def say(message: str) -> None:
+        shown.step("base", message=message, note=message)
+
     client = dockertool.connect()
     if settings.base.source == "registry":
         return _from_registry(settings, client, refresh=refresh, say=say)
@@ -155,7 +162,7 @@ def _reuse(
     )
 
 
-def _from_registry(settings: Settings, client: Any, *, refresh: bool, say: Progress) -> BaseImage:
+def _from_registry(settings: Settings, client: Any, *, refresh: bool, say: Say) -> BaseImage:
     started = time.monotonic()
     pinned = settings.base.image
     name_tag, _, digest = pinned.partition("@")
@@ -197,9 +204,7 @@ def _from_registry(settings: Settings, client: Any, *, refresh: bool, say: Progr
     )
 
 
-def _from_debootstrap(
-    settings: Settings, client: Any, *, refresh: bool, say: Progress
-) -> BaseImage:
+def _from_debootstrap(settings: Settings, client: Any, *, refresh: bool, say: Say) -> BaseImage:
     started = time.monotonic()
     suite = settings.base.suite
     main, security = mirrors(settings)

@@ -88,3 +88,15 @@ class BuildError(Mt5ForgeError):
     """An image failed to build."""
 
     exit_code = 13
+
+
+class RecordError(Mt5ForgeError):
+    """A stage record is missing, unreadable, failing, or describes another image."""
+
+    exit_code = 14
+
+
+class StageError(Mt5ForgeError):
+    """A stage was run without what it needs (the pipeline's own wiring)."""
+
+    exit_code = 15

@@ -25,7 +25,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from mt5forge.cache import Cache, sha256_file
 from mt5forge.config import Settings
@@ -39,6 +39,7 @@ from mt5forge.manifest import (
     load_manifests,
     load_overlay,
 )
+from mt5forge.progress import Progress
 from mt5forge.tomlmodel import did_you_mean
 from mt5forge.tools import authenticode, gpg
 from mt5forge.tools.http import BytesFn, HttpOptions, StartFn, download, new_session
@@ -68,16 +69,6 @@ class Artifact:
     """``upstream`` or ``fixture``: a fixture result is never presented as an upstream one."""
     url: str = ""
     """Where the bytes came from (empty for a cache hit)."""
-
-
-class Progress(Protocol):
-    """What the task layer passes to draw download progress; the core never prints."""
-
-    def start(self, name: str, total: int | None, completed: int) -> None: ...
-
-    def advance(self, name: str, n: int) -> None: ...
-
-    def finish(self, name: str, status: str) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,11 +209,11 @@ def _callbacks(progress: Progress | None, name: str) -> tuple[StartFn, BytesFn]:
 
     def on_start(total: int | None, done: int) -> None:
         if progress:
-            progress.start(name, total, done)
+            progress.start(name, name, total=total, unit="bytes", completed=done)
 
     def on_bytes(n: int) -> None:
         if progress:
-            progress.advance(name, n)
+            progress.step(name, advance=n)
 
     return on_start, on_bytes
 

@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from mt5forge.build import Target, base_info, build_args, build_image, stage_context
+from mt5forge.context import stage_context
+from mt5forge.images import Target, build_args
+from mt5forge.stages.build import base_info
+from mt5forge.tools.docker import build_image
 from mt5forge.records import read_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -120,17 +123,17 @@ def test_runtime_uid_and_gid_come_from_the_config(
         built.settings, runtime=dataclasses.replace(built.settings.runtime, uid=911, gid=912)
     )
     target = Target(image="terminal-sim", variant="slim")
-    base = base_info(built.settings, docker_client)
+    base = base_info(built.settings, built.base)
     reference = "mt5forge-test-uid/terminal-sim:slim"
-    image_id, _, _, _ = build_image(
+    image_id = build_image(
         docker_client,
-        target,
         stage_context(target, s, tmp_path / "context"),
         reference=reference,
+        target=target.variant,
         buildargs=build_args(target, s, base),
-        image_labels={},
+        labels={},
         log_file=tmp_path / "build.log",
-    )
+    ).image_id
     try:
         assert docker_client.images.get(image_id).attrs["Config"]["User"] == "911:912"
         probe = "import os; print(os.getuid(), os.getgid(), os.stat('/config').st_uid)"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mt5forge import build, config
-from mt5forge.build import BaseInfo, SourceInfo, Target
+from mt5forge import config, context, images, labels
 from mt5forge.errors import BuildError, ConfigError
+from mt5forge.images import BaseInfo, Target
+from mt5forge.labels import SourceInfo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,7 @@ SOURCE = SourceInfo(
 
 
 def test_targets_terminal_sim_has_slim_only(settings: config.Settings) -> None:
-    got = build.targets(settings)
+    got = images.targets(settings)
     assert [str(t) for t in got] == [
         "terminal:slim",
         "terminal:secure",
@@ -78,38 +79,38 @@ def test_targets_terminal_sim_has_slim_only(settings: config.Settings) -> None:
 
 def test_targets_refuse_typos_and_empty_sets(settings: config.Settings) -> None:
     with pytest.raises(ConfigError, match="Unknown image"):
-        build.targets(settings, ["termnal"])
+        images.targets(settings, ["termnal"])
     with pytest.raises(ConfigError, match="Unknown variant"):
-        build.targets(settings, None, ["slimm"])
+        images.targets(settings, None, ["slimm"])
     with pytest.raises(ConfigError, match="Nothing to build"):
-        build.targets(settings, ["terminal-sim"], ["secure"])
+        images.targets(settings, ["terminal-sim"], ["secure"])
 
 
 def test_terminal_roles_need_exactly_one_of_each(tmp_path: Path) -> None:
     artifacts = make_artifacts(tmp_path)
-    roles = build.terminal_artifacts(artifacts)
+    roles = images.terminal_artifacts(artifacts)
     assert roles["WINE_GECKO_X86"].filename == "wine-gecko-2.47.4-x86.msi"
     assert roles["WINE_GECKO_X86_64"].filename == "wine-gecko-2.47.4-x86_64.msi"
     assert roles["WINDOWS_PYTHON"].filename == "python-3.12.10-amd64.exe"
     with pytest.raises(BuildError, match="Wine Mono"):
-        build.terminal_artifacts([a for a in artifacts if a.name != "wine-mono"])
+        images.terminal_artifacts([a for a in artifacts if a.name != "wine-mono"])
 
 
 def test_pe_machine(tmp_path: Path) -> None:
     for machine, want in ((0x14C, "i386"), (0x8664, "amd64"), (0xAA64, "unknown")):
         p = tmp_path / f"{machine}.exe"
         p.write_bytes(pe_bytes(machine))
-        assert build.pe_machine(p) == want
+        assert images.pe_machine(p) == want
     text = tmp_path / "not.exe"
     text.write_text("hello")
-    assert build.pe_machine(text) == "unknown"
+    assert images.pe_machine(text) == "unknown"
 
 
 def test_build_args_carry_artifacts_and_wine32_only_for_a_32_bit_installer(
     tmp_path: Path, settings: config.Settings
 ) -> None:
-    roles = build.terminal_artifacts(make_artifacts(tmp_path))
-    args = build.build_args(Target(image="terminal", variant="slim"), settings, BASE, roles)
+    roles = images.terminal_artifacts(make_artifacts(tmp_path))
+    args = images.build_args(Target(image="terminal", variant="slim"), settings, BASE, roles)
     assert args["WINE_MONO_MSI"] == "wine-mono-9.4.0-x86.msi"
     assert args["WINE_MONO_SHA256"] == roles["WINE_MONO"].sha256
     assert args["WINDOWS_PYTHON_FILE"] == "python-3.12.10-amd64.exe"
@@ -119,29 +120,29 @@ def test_build_args_carry_artifacts_and_wine32_only_for_a_32_bit_installer(
     assert args["BASE"] == BASE.name
     assert args["APT_REFRESH"] == "0"
 
-    roles32 = build.terminal_artifacts(make_artifacts(tmp_path / "x86", mt5_machine=0x14C))
-    args32 = build.build_args(Target(image="terminal", variant="slim"), settings, BASE, roles32)
+    roles32 = images.terminal_artifacts(make_artifacts(tmp_path / "x86", mt5_machine=0x14C))
+    args32 = images.build_args(Target(image="terminal", variant="slim"), settings, BASE, roles32)
     assert args32["WINE_I386"] == "1"
 
-    bot = build.build_args(Target(image="bot", variant="secure"), settings, BASE)
+    bot = images.build_args(Target(image="bot", variant="secure"), settings, BASE)
     assert not any(k.endswith("_SHA256") for k in bot)
     with pytest.raises(BuildError):
-        build.build_args(Target(image="terminal", variant="slim"), settings, BASE)
+        images.build_args(Target(image="terminal", variant="slim"), settings, BASE)
 
 
 def test_build_args_never_carry_the_ca_bundle(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     s = config.load(REPO, env={}, overrides={"build": {"ca_bundle": str(bundle)}})
-    roles = build.terminal_artifacts(make_artifacts(tmp_path))
-    args = build.build_args(Target(image="terminal", variant="slim"), s, BASE, roles)
+    roles = images.terminal_artifacts(make_artifacts(tmp_path))
+    args = images.build_args(Target(image="terminal", variant="slim"), s, BASE, roles)
     assert not any("MIIB" in v or "ca.pem" in v for v in args.values())
 
 
 def test_labels_have_oci_keys_artifact_hashes_and_profile(tmp_path: Path) -> None:
     artifacts = make_artifacts(tmp_path)
     wheels = {"numpy": ("1.26.4", "b" * 64)}
-    got = build.labels(
+    got = labels.labels(
         Target(image="terminal", variant="secure"),
         source=SOURCE,
         base=BASE,
@@ -156,37 +157,37 @@ def test_labels_have_oci_keys_artifact_hashes_and_profile(tmp_path: Path) -> Non
     assert got["org.mt5forge.profile"] == "fixture"
     assert got["org.mt5forge.variant"] == "secure"
     for a in artifacts:
-        assert got[f"org.mt5forge.artifact.{build.label_key(a.name)}.sha256"] == a.sha256
+        assert got[f"org.mt5forge.artifact.{labels.label_key(a.name)}.sha256"] == a.sha256
     assert got["org.mt5forge.wheel.numpy.sha256"] == "b" * 64
     assert got["org.mt5forge.artifact.wine-gecko-x86-64.file"] == "wine-gecko-2.47.4-x86_64.msi"
 
 
 def test_parse_pip_hashes_reads_the_manifest_of_windows_wheels() -> None:
     text = (REPO / "manifests" / "wheels-win_amd64.txt").read_text(encoding="utf-8")
-    got = build.parse_pip_hashes(text)
+    got = labels.parse_pip_hashes(text)
     assert got["numpy"][0] == "1.26.4"
     assert got["rpyc"][0] == "6.0.2"
     assert all(len(sha) == 64 for _, sha in got.values())
     sample = (
         "Foo_Bar==1.0 \\\n    --hash=sha256:" + "c" * 64 + "\n# baz==2 --hash=sha256:" + "d" * 64
     )
-    assert build.parse_pip_hashes(sample) == {"foo-bar": ("1.0", "c" * 64)}
+    assert labels.parse_pip_hashes(sample) == {"foo-bar": ("1.0", "c" * 64)}
 
 
 def test_linux_and_windows_sides_pin_the_same_rpyc() -> None:
-    linux = build.parse_pip_hashes(
+    linux = labels.parse_pip_hashes(
         (REPO / "build" / "common" / "requirements-linux.txt").read_text(encoding="utf-8")
     )
-    windows = build.parse_pip_hashes(
+    windows = labels.parse_pip_hashes(
         (REPO / "manifests" / "wheels-win_amd64.txt").read_text(encoding="utf-8")
     )
     assert linux["rpyc"] == windows["rpyc"]
 
 
 def test_stage_context_for_the_terminal(tmp_path: Path, settings: config.Settings) -> None:
-    roles = build.terminal_artifacts(make_artifacts(tmp_path))
+    roles = images.terminal_artifacts(make_artifacts(tmp_path))
     dest = tmp_path / "ctx"
-    build.stage_context(Target(image="terminal", variant="slim"), settings, dest, roles)
+    context.stage_context(Target(image="terminal", variant="slim"), settings, dest, roles)
     assert (dest / "Dockerfile").is_file()
     assert (dest / "terminal" / "entrypoint").is_file()
     assert os.access(dest / "terminal" / "wine-build", os.X_OK)
@@ -200,7 +201,7 @@ def test_stage_context_for_the_terminal(tmp_path: Path, settings: config.Setting
     )
     # No CA bundle configured: an empty file, so the download stages' COPY has a source.
     # The default `ca_bundle = "host"` brings the host's trust store, where it has one.
-    host = build.ca_bundle(settings)
+    host = context.ca_bundle(settings)
     assert (dest / "ca" / "build-ca.pem").read_bytes() == (host.read_bytes() if host else b"")
 
 
@@ -215,7 +216,7 @@ def test_stage_context_copies_the_ca_bundle_and_refuses_a_changed_artifact(
         overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(tmp_path)}},
     )
     dest = tmp_path / "ctx"
-    build.stage_context(Target(image="bot", variant="slim"), s, dest)
+    context.stage_context(Target(image="bot", variant="slim"), s, dest)
     assert (dest / "ca" / "build-ca.pem").read_text() == "# a bundle\n"
     assert (dest / "src" / "bot" / "pyproject.toml").is_file()
     assert not (dest / "src" / "bot" / "Dockerfile").exists()
@@ -223,21 +224,23 @@ def test_stage_context_copies_the_ca_bundle_and_refuses_a_changed_artifact(
     artifacts = make_artifacts(tmp_path)
     artifacts[0].path.write_bytes(b"swapped")
     with pytest.raises(BuildError, match="no longer has the sha256"):
-        build.stage_context(
+        context.stage_context(
             Target(image="terminal", variant="slim"),
             s,
             tmp_path / "ctx2",
-            build.terminal_artifacts(artifacts),
+            images.terminal_artifacts(artifacts),
         )
 
 
 def test_ca_bundle_host_empty_and_path(tmp_path: Path) -> None:
     def resolve(value: str) -> Path | None:
-        return build.ca_bundle(config.load(REPO, env={}, overrides={"build": {"ca_bundle": value}}))
+        return context.ca_bundle(
+            config.load(REPO, env={}, overrides={"build": {"ca_bundle": value}})
+        )
 
     assert resolve("") is None
     host = resolve("host")
-    assert host is None or str(host) in build.HOST_CA_BUNDLES
+    assert host is None or str(host) in context.HOST_CA_BUNDLES
     pem = tmp_path / "corp.pem"
     pem.write_text("-----BEGIN CERTIFICATE-----\n")
     assert resolve(str(pem)) == pem
@@ -246,7 +249,7 @@ def test_ca_bundle_host_empty_and_path(tmp_path: Path) -> None:
 def test_stage_context_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
     s = config.load(REPO, env={}, overrides={"build": {"ca_bundle": str(tmp_path / "nope.pem")}})
     with pytest.raises(ConfigError, match="ca_bundle"):
-        build.stage_context(Target(image="terminal-sim", variant="slim"), s, tmp_path / "c")
+        context.stage_context(Target(image="terminal-sim", variant="slim"), s, tmp_path / "c")
 
 
 @pytest.mark.parametrize(
@@ -263,7 +266,7 @@ def test_stage_context_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> No
     ],
 )
 def test_source_label_drops_credentials_from_the_clone_url(remote: str, label: str) -> None:
-    assert build.public_url(remote) == label
+    assert labels.public_url(remote) == label
 
 
 def test_source_info_labels_a_token_free_url(tmp_path: Path) -> None:
@@ -279,6 +282,6 @@ def test_source_info_labels_a_token_free_url(tmp_path: Path) -> None:
         ("remote", "add", "origin", "https://ci-token:s3cret@git.example/o/r.git"),
     ):
         call(*git, *args, timeout=30)
-    info = build.source_info(tmp_path)
+    info = labels.source_info(tmp_path)
     assert info.url == "https://git.example/o/r.git"
     assert len(info.revision) == 40 and "s3cret" not in repr(info)

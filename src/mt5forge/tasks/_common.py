@@ -15,7 +15,8 @@ from rich.logging import RichHandler
 
 from mt5forge import config
 from mt5forge.config import Settings
-from mt5forge.errors import Mt5ForgeError
+from mt5forge.errors import ConfigError, Mt5ForgeError
+from mt5forge.report import FORMATS, Report, render
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -55,3 +56,31 @@ def task_context(
         raise Exit(f"error: {e}", code=e.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=130) from None
+
+
+FORMAT_HELP = "Output format of the report: " + " or ".join(FORMATS) + " (default table)."
+
+
+def show(report: Report, fmt: str = "table") -> None:
+    """Print ``report`` in ``fmt``: the only place a task prints a report.
+
+    Logs and CI are not terminals (80 columns): tables get room there instead of folding
+    every cell.
+    """
+    width = console.width if console.is_terminal else max(console.width, 160)
+    console.file.write(render(report, fmt, width=width))
+    console.file.flush()
+
+
+def names(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option as a tuple (None when not given)."""
+    return tuple(n.strip() for n in value.split(",") if n.strip()) if value else None
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` when it is a report format; ConfigError before any work starts otherwise."""
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"--format {fmt!r} is not a format.", hint="Formats: " + ", ".join(FORMATS)
+        )
+    return fmt

@@ -5,39 +5,34 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
-from mt5forge.base import BaseImage, ensure_base
 from mt5forge.engine import ensure_engine
-from mt5forge.tasks._common import console, task_context
-
-
-def report(image: BaseImage) -> None:
-    size = f"{image.size / 1e6:.0f} MB"
-    if image.reused:
-        console.print(
-            f"Reused {image.reference} ({image.keyed_reference}, {image.image_id[:19]}, {size}): "
-            f"same inputs as before, nothing rebuilt ({image.seconds:.1f} s)."
-        )
-    else:
-        console.print(
-            f"Built {image.reference} from {image.source} ({image.origin}) in "
-            f"{image.seconds:.0f} s: {image.image_id[:19]}, {size}, also tagged "
-            f"{image.keyed_reference}."
-        )
+from mt5forge.report.views import base_report
+from mt5forge.stages import Options, run_stages, select
+from mt5forge.tasks._common import FORMAT_HELP, check_format, console, show, task_context
+from mt5forge.tasks._progress import RichProgress
 
 
 @task(
     help={
         "source": "debootstrap (build from Debian's archive) or registry (pull by digest).",
         "refresh": "Rebuild even when an image from the same inputs exists (security updates).",
+        "format": FORMAT_HELP,
         "verbose": "Show debug logs and tracebacks.",
     }
 )
 def base(
-    c: Context, source: str | None = None, refresh: bool = False, verbose: bool = False
+    c: Context,
+    source: str | None = None,
+    refresh: bool = False,
+    format: str = "table",
+    verbose: bool = False,
 ) -> None:
     """Produce the pinned Debian trixie base image; same inputs reuse the existing image."""
     with task_context(verbose, overrides={"base": {"source": source}}) as settings:
+        fmt = check_format(format)
         ensure_engine(settings)
-        with console.status("Making the base image...") as status:
-            image = ensure_base(settings, refresh=refresh, progress=lambda m: status.update(m))
-    report(image)
+        with RichProgress(console) as progress:
+            results = run_stages(
+                settings, select(["base"]), options=Options(refresh_base=refresh), progress=progress
+            )
+        show(base_report(results["base"]), fmt)

@@ -2,57 +2,77 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from invoke.context import Context
 from invoke.tasks import task
-from rich.table import Table
 
-from mt5forge.base import ensure_base
+from mt5forge.base import BaseImage
 from mt5forge.engine import ensure_engine
+from mt5forge.fixtures import fixture_session
 from mt5forge.pairing import run_pair
-from mt5forge.tasks._common import console, task_context
-from mt5forge.tasks.base import report
-from mt5forge.tasks.build import build_and_report
-
-STEPS = 4
+from mt5forge.report.views import artifacts_report, base_report, build_report, summary_report
+from mt5forge.stages import PIPELINE, run_stages
+from mt5forge.stages.build import BuildResult
+from mt5forge.stages.fetch import FetchResult
+from mt5forge.tasks._common import console, show, task_context
+from mt5forge.tasks._progress import RichProgress
 
 
 @task(help={"verbose": "Show debug logs and tracebacks."})
 def demo(c: Context, verbose: bool = False) -> None:
     """Run the pipeline end to end on the offline demo profile (no accounts, no upstream)."""
+    steps = len(PIPELINE) + 2
     with task_context(verbose) as settings:
-        console.rule(f"1/{STEPS} engine")
+        console.rule(f"1/{steps} engine")
         status = ensure_engine(settings)
         console.print(f"Docker Engine {status.version} at {status.host}.")
 
-        console.rule(f"2/{STEPS} base")
-        with console.status("Making the base image...") as spinner:
-            image = ensure_base(settings, progress=lambda m: spinner.update(m))
-        report(image)
+        with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
+            session = fixture_session(settings)
+            _, fixture_settings = session.__enter__()
+        try:
+            results: dict[str, Any] = {}
+            for n, stage in enumerate(PIPELINE, start=2):
+                console.rule(f"{n}/{steps} {stage.name}: {stage.summary}")
+                with RichProgress(console) as progress:
+                    results.update(
+                        run_stages(fixture_settings, [stage], progress=progress, given=results)
+                    )
+        finally:
+            session.__exit__(None, None, None)
+        base: BaseImage = results["base"]
+        fetched: FetchResult = results["fetch"]
+        built: tuple[BuildResult, ...] = results["build"]
+        show(base_report(base))
+        show(artifacts_report(fetched.artifacts, f"Artifacts ({fetched.profile} profile)"))
+        show(build_report(built, str(settings.run_dir / "records")))
 
-        console.rule(f"3/{STEPS} fetch + build (fixture profile)")
-        results = build_and_report(settings, fixture=True)
-
-        console.rule(f"4/{STEPS} pair a bot with its terminal")
+        console.rule(f"{steps}/{steps} pair a bot with its terminal")
         with console.status("Starting terminal-sim and a secure bot in its network namespace..."):
             pair = run_pair(settings)
         for line in pair.reports:
             console.print(f"  {line.split(' INFO ', 1)[-1]}")
 
     console.rule("done")
-    table = Table(title="Demo profile: what ran")
-    table.add_column("stage")
-    table.add_column("result")
-    table.add_row("engine", f"Docker Engine {status.version}")
-    table.add_row("base", f"{image.reference} from {image.source} ({image.image_id[:19]})")
-    table.add_row(
-        "fetch",
-        "fixture artifacts (stand-ins made here, served on 127.0.0.1), verified through the "
-        "mirror override; not upstream files",
+    show(
+        summary_report(
+            "Demo profile: what ran",
+            [
+                ("engine", f"Docker Engine {status.version}"),
+                ("base", f"{base.reference} from {base.source} ({base.image_id[:19]})"),
+                (
+                    "fetch",
+                    "fixture artifacts (stand-ins made here, served on 127.0.0.1), verified "
+                    "through the mirror override; not upstream files",
+                ),
+                ("build", f"{len(built)} image(s): " + ", ".join(str(r.target) for r in built)),
+                (
+                    "pair",
+                    f"{pair.bot_image} in the namespace of {pair.terminal_image} ({pair.backend} "
+                    f"backend): logged in, {len(pair.reports)} account+tick reports, no secret "
+                    "in its log",
+                ),
+            ],
+        )
     )
-    table.add_row("build", f"{len(results)} image(s): " + ", ".join(str(r.target) for r in results))
-    table.add_row(
-        "pair",
-        f"{pair.bot_image} in the namespace of {pair.terminal_image} ({pair.backend} backend): "
-        f"logged in, {len(pair.reports)} account+tick reports, no secret in its log",
-    )
-    console.print(table)

@@ -1,0 +1,150 @@
+"""Reports of each stage's result: the tables the tasks used to draw by hand, now data."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from mt5forge.base import BaseImage
+from mt5forge.fetch import Artifact
+from mt5forge.report import Column, Report
+from mt5forge.stages.build import BuildResult
+
+
+def _size(n: int) -> str:
+    if n < 100_000:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def base_report(image: BaseImage) -> Report:
+    if image.reused:
+        note = (
+            f"Reused {image.reference} ({image.keyed_reference}, {image.image_id[:19]}, "
+            f"{_size(image.size)}): same inputs as before, nothing rebuilt ({image.seconds:.1f} s)."
+        )
+    else:
+        note = (
+            f"Built {image.reference} from {image.source} ({image.origin}) in "
+            f"{image.seconds:.0f} s: {image.image_id[:19]}, {_size(image.size)}, also tagged "
+            f"{image.keyed_reference}."
+        )
+    return Report(
+        title="Base image",
+        columns=(
+            Column(name="reference"),
+            Column(name="source"),
+            Column(name="id", no_wrap=True),
+            Column(name="size", align="right"),
+            Column(name="result"),
+        ),
+        rows=(
+            (
+                image.reference,
+                image.source,
+                image.image_id[:19],
+                _size(image.size),
+                "reused" if image.reused else "built",
+            ),
+        ),
+        notes=(note,),
+        data=dataclasses.asdict(image),
+    )
+
+
+def artifacts_report(artifacts: Sequence[Artifact], title: str, *, cache_dir: str = "") -> Report:
+    hits = sum(a.cache_hit for a in artifacts)
+    notes = [f"{len(artifacts)} artifact(s) verified, {hits} from the cache"]
+    if cache_dir:
+        notes[0] += f", into {cache_dir}"
+    notes[0] += "."
+    return Report(
+        title=title,
+        columns=tuple(
+            Column(name=n, no_wrap=n in ("artifact", "sha256"))
+            for n in (
+                "artifact",
+                "version",
+                "size",
+                "sha256",
+                "verified by",
+                "profile",
+                "origin",
+                "cache",
+            )
+        ),
+        rows=tuple(
+            (
+                a.name,
+                a.version,
+                f"{a.size / 1e6:.2f} MB" if a.size >= 100_000 else _size(a.size),
+                a.sha256[:12],
+                a.verified_by,
+                a.profile,
+                a.origin,
+                "hit" if a.cache_hit else "downloaded",
+            )
+            for a in artifacts
+        ),
+        notes=tuple(notes),
+        data=[{**dataclasses.asdict(a), "path": str(a.path)} for a in artifacts],
+    )
+
+
+def build_report(results: Sequence[BuildResult], records_dir: str) -> Report:
+    rebuilt = [r for r in results if not r.all_cached]
+    if not rebuilt:
+        summary = f"Nothing rebuilt: every step of all {len(results)} image(s) came from the cache."
+    else:
+        summary = f"Rebuilt steps in: {', '.join(str(r.target) for r in rebuilt)}."
+    return Report(
+        title="Images built",
+        columns=(
+            Column(name="image"),
+            Column(name="variant"),
+            Column(name="digest", no_wrap=True),
+            Column(name="size", align="right"),
+            Column(name="layers", align="right"),
+            Column(name="seconds", align="right"),
+            Column(name="cache hits"),
+        ),
+        rows=tuple(
+            (
+                r.target.image,
+                r.target.variant,
+                r.image_id[:19],
+                _size(r.size),
+                str(r.layers),
+                f"{r.seconds:.1f}",
+                f"{r.cached}/{r.steps}" + (" (all)" if r.all_cached else ""),
+            )
+            for r in results
+        ),
+        notes=(summary, f"Build records: {records_dir}/<image id>/build.json"),
+        data=[
+            {
+                "image": r.target.image,
+                "variant": r.target.variant,
+                "reference": r.reference,
+                "image_id": r.image_id,
+                "size": r.size,
+                "layers": r.layers,
+                "seconds": round(r.seconds, 2),
+                "steps": r.steps,
+                "cached": r.cached,
+                "record": str(r.record),
+                "log": str(r.log_file),
+            }
+            for r in results
+        ],
+    )
+
+
+def summary_report(title: str, rows: Sequence[tuple[str, str]]) -> Report:
+    """A two-column stage/result table (the demo's closing summary)."""
+    return Report(
+        title=title,
+        columns=(Column(name="stage"), Column(name="result")),
+        rows=tuple(rows),
+        data={k: v for k, v in rows},
+    )
