@@ -8,22 +8,36 @@ the simulator is not thread-safe, while the server runs one thread per connectio
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from mt5bridge.api import EXPOSED_CALLS
 from mt5bridge.errors import NotExposedError
 from mt5bridge.simulator import Simulator, SimulatorConfig, as_module
+from mt5bridge.status import build_status, read_terminal_state, runtime_info
+
+log = logging.getLogger(__name__)
 
 
 class ModuleBackend:
     """Serialised, allow-listed calls into a module that has the MetaTrader5 API."""
 
-    def __init__(self, name: str, module: types.ModuleType) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: types.ModuleType,
+        *,
+        terminal_state: Callable[[], dict[str, Any]] = read_terminal_state,
+    ) -> None:
         self.name = name
         self._module = module
         self._lock = threading.Lock()
+        self._terminal_state = terminal_state
+        self._connected = False
+        self._runtime = runtime_info()
         missing = sorted(n for n in EXPOSED_CALLS if not callable(getattr(module, n, None)))
         if missing:
             raise NotExposedError(f"backend {name!r} lacks {', '.join(missing)}")
@@ -33,7 +47,39 @@ class ModuleBackend:
             raise NotExposedError(f"{name!r} is not an exposed MetaTrader5 call")
         function = getattr(self._module, name)
         with self._lock:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
+            # What the package itself answered, kept for status(): see mt5bridge.status.
+            if name == "initialize":
+                self._connected = result is True
+            elif name == "login" and result is True:
+                self._connected = True
+            elif name == "shutdown":
+                self._connected = False
+            return result
+
+    def status(self) -> dict[str, Any]:
+        """Backend, runtime, terminal process and connection (mt5bridge.status). Never raises:
+        a status that fails to read a part says so in that part."""
+        try:
+            terminal = self._terminal_state()
+        except Exception as exc:  # a status must answer whatever the state file holds
+            terminal = {"state": "unknown", "detail": f"{type(exc).__name__}: {exc}"}
+        with self._lock:
+            connected = self._connected
+            try:
+                error: Any = self._module.last_error()
+            except Exception as exc:
+                log.warning("backend %s: last_error() failed: %s", self.name, exc)
+                error = f"last_error() raised {type(exc).__name__}: {exc}"
+        version = getattr(self._module, "__version__", None)
+        return build_status(
+            backend=self.name,
+            package_version=str(version) if version is not None else None,
+            runtime=self._runtime,
+            terminal=terminal,
+            connected=connected,
+            last_error=error,
+        )
 
     def locked_module(self, module_name: str = "MetaTrader5") -> types.ModuleType:
         """A module whose exposed functions go through this backend (for classic mode)."""
@@ -59,5 +105,11 @@ def metatrader5_backend() -> ModuleBackend:
     return ModuleBackend("metatrader5", importlib.import_module("MetaTrader5"))
 
 
+def _simulated_terminal() -> dict[str, Any]:
+    return {"state": "simulated", "detail": "no terminal process: the simulator answers"}
+
+
 def simulator_backend(config: SimulatorConfig) -> ModuleBackend:
-    return ModuleBackend("simulator", as_module(Simulator(config)))
+    return ModuleBackend(
+        "simulator", as_module(Simulator(config)), terminal_state=_simulated_terminal
+    )

@@ -5,6 +5,7 @@
     mt5.connect("127.0.0.1", 18812)          # optional: defaults come from MT5_BRIDGE_* vars
     if not mt5.initialize(login=..., password=..., server=...):
         print(mt5.last_error())
+    print(mt5.status())                      # extra: the bridge's own state (see status())
     rates = mt5.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 1000)  # a numpy array
 
 Results are local values: named tuples with the terminal's field names, numpy structured arrays,
@@ -65,6 +66,7 @@ class Bridge:
         self._connect_timeout = connect_timeout
         self._conn: Any = None
         self._remote_call: Any = None
+        self._remote_status: Any = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -116,6 +118,7 @@ class Bridge:
             config = dict(RPYC_CONFIG, sync_request_timeout=self._timeout)
             conn = rpyc.connect_stream(SocketStream(sock), rpyc.VoidService, config=config)
             self._remote_call = conn.root.call
+            self._remote_status = conn.root.status
             self._conn = conn
         except HandshakeError:
             sock.close()
@@ -134,6 +137,7 @@ class Bridge:
                 finally:
                     self._conn = None
                     self._remote_call = None
+                    self._remote_status = None
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run the exposed MetaTrader5 call `name` on the server and return its result."""
@@ -146,6 +150,32 @@ class Bridge:
             except (EOFError, OSError, TimeoutError) as exc:
                 self._drop()
                 raise BridgeConnectionError(f"lost the bridge during {name}: {exc}") from exc
+        return self._unwrap(name, reply)
+
+    def status(self) -> dict[str, Any]:
+        """Extra (not in the MetaTrader5 module): the bridge's own state, as plain data.
+
+        Keys: ``backend`` ("metatrader5" or "simulator"), ``bridge`` and ``protocol`` (the
+        server's mt5bridge version), ``package`` (the backend module's version), ``runtime``
+        (Python version, platform, Wine version when under Wine), ``terminal`` (the
+        supervisor's state of the terminal process: ``state`` is up, restarting, gave-up,
+        unknown or simulated), ``connected`` (whether the last initialize/login/shutdown
+        through this bridge left it connected) and ``last_error`` (``[code, message]``, the
+        backend's own ``last_error()`` at the time of the call).
+        """
+        with self._lock:
+            self._connect_locked()
+            try:
+                reply = self._remote_status()
+            except (EOFError, OSError, TimeoutError) as exc:
+                self._drop()
+                raise BridgeConnectionError(f"lost the bridge during status: {exc}") from exc
+        result = self._unwrap("status", reply)
+        if type(result) is not dict:
+            raise BridgeError("malformed reply to status")
+        return result
+
+    def _unwrap(self, name: str, reply: Any) -> Any:
         if type(reply) is not tuple or not reply:
             raise BridgeError(f"malformed reply to {name}")
         if reply[0] == OK and len(reply) == 2:
@@ -164,6 +194,7 @@ class Bridge:
 
     def _drop(self) -> None:
         conn, self._conn, self._remote_call = self._conn, None, None
+        self._remote_status = None
         if conn is not None:
             # Already broken; closing is best effort.
             with contextlib.suppress(Exception):
@@ -299,6 +330,11 @@ def bridge() -> Bridge:
         if _default is None:
             _default = Bridge.from_env()
         return _default
+
+
+def status() -> dict[str, Any]:
+    """Extra, like connect(): the bridge's own state; see Bridge.status."""
+    return bridge().status()
 
 
 def initialize(*args: Any, **kwargs: Any) -> Any:

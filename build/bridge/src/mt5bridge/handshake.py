@@ -7,6 +7,9 @@ It also lets the server tell an mt5bridge client from an RPyC classic client (wh
 frames at once) and refuse the latter unless classic mode is on.
 
 Frame: MAGIC (4 bytes) + length (2 bytes, big-endian) + UTF-8 JSON object.
+
+A hello with ``"status": true`` is a probe (the image's health check, which has no RPyC): the
+server's reply carries its status (mt5bridge.status) and the connection ends there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 import rpyc  # type: ignore[import-untyped]
@@ -97,8 +101,20 @@ def client_handshake(sock: socket.socket, *, rpyc_version: str = RPYC_VERSION) -
     return reply
 
 
-def server_handshake(sock: socket.socket, *, magic_read: bool = False) -> dict[str, Any]:
-    """Read the client's hello and answer it; on a mismatch, tell the client why and raise."""
+def is_status_probe(hello: dict[str, Any]) -> bool:
+    return hello.get("status") is True
+
+
+def server_handshake(
+    sock: socket.socket,
+    *,
+    magic_read: bool = False,
+    status: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Read the client's hello and answer it; on a mismatch, tell the client why and raise.
+
+    A status probe (see the module docstring) gets ``status()`` in the reply when it is given.
+    """
     hello = recv_frame(sock, magic_read=magic_read)
     problem = mismatch(RPYC_VERSION, hello, "client")
     if problem:
@@ -107,5 +123,8 @@ def server_handshake(sock: socket.socket, *, magic_read: bool = False) -> dict[s
             {"ok": False, "error": problem, "protocol": PROTOCOL_VERSION, "rpyc": RPYC_VERSION},
         )
         raise HandshakeError(problem)
-    send_frame(sock, {"ok": True, "protocol": PROTOCOL_VERSION, "rpyc": RPYC_VERSION})
+    reply: dict[str, Any] = {"ok": True, "protocol": PROTOCOL_VERSION, "rpyc": RPYC_VERSION}
+    if status is not None and is_status_probe(hello):
+        reply["status"] = status()
+    send_frame(sock, reply)
     return hello

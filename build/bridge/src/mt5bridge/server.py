@@ -31,7 +31,7 @@ from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
 from mt5bridge.envsecrets import SettingError, read_setting
 from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError
-from mt5bridge.handshake import MAGIC, RPYC_VERSION, server_handshake
+from mt5bridge.handshake import MAGIC, RPYC_VERSION, is_status_probe, server_handshake
 from mt5bridge.service import RPYC_CONFIG, BridgeService
 from mt5bridge.simulator import SimulatorConfig
 from mt5bridge.tls import TlsFiles, server_context
@@ -136,7 +136,7 @@ class _Handler(socketserver.BaseRequestHandler):
                     log.warning("refused %s: TLS handshake failed: %s", peer, exc)
                     return
             try:
-                server_handshake(sock)
+                hello = server_handshake(sock, status=self.server.backend.status)
             except NotBridgePeerError as exc:
                 log.warning(
                     "refused %s: %s (an RPyC classic client? classic mode is off)", peer, exc
@@ -148,6 +148,9 @@ class _Handler(socketserver.BaseRequestHandler):
             except (OSError, TimeoutError) as exc:
                 log.warning("refused %s: no bridge handshake: %s", peer, exc)
                 return
+            if is_status_probe(hello):
+                log.debug("status probe from %s answered", peer)
+                return
             sock.settimeout(None)
             log.info("client %s connected", peer)
             service = BridgeService(self.server.backend)
@@ -158,6 +161,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 log.info("client %s disconnected", peer)
         except (OSError, EOFError) as exc:
             log.info("connection %s ended: %s", peer, exc)
+        except Exception:
+            # Whatever a peer sends, the server goes on serving the others.
+            log.exception("connection %s: unexpected error; connection dropped", peer)
         finally:
             with contextlib.suppress(OSError):
                 sock.close()

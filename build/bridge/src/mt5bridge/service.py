@@ -51,6 +51,14 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]  # rpyc is untyped
         super().__init__()
         self._backend = backend
 
+    def exposed_status(self) -> tuple[Any, ...]:
+        """The bridge's own status (mt5bridge.status): not a MetaTrader5 call, and it takes no
+        arguments, so nothing the client sends reaches it."""
+        try:
+            return (OK, codec.encode(self._backend.status()))
+        except CodecError as exc:
+            return (ERR, "Codec", str(exc))
+
     def exposed_call(self, name: Any, args: Any, kwargs: Any) -> tuple[Any, ...]:
         if type(name) is not str or name not in EXPOSED_CALLS:
             # repr() of anything but a str would be a proxy call back into the client, which
