@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,6 +99,18 @@ def test_base_twice_reuses_the_image(repo_root: Path, base_image: object) -> Non
     assert out.returncode == 0, out.stderr
     assert "Reused mt5forge/base:trixie" in out.stdout
     assert "nothing rebuilt" in out.stdout
+    # --format json: stdout is the report alone (progress goes to stderr), and it parses.
+    out = invoke(repo_root, "base", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["title"] == "Base image" and report["data"]["reused"] is True
+    assert report["data"]["image_id"].startswith("sha256:")
+
+
+def test_an_unknown_report_format_fails_before_any_work(repo_root: Path) -> None:
+    out = invoke(repo_root, "build", "--format", "yaml")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Formats: table, json" in out.stderr
 
 
 def test_debootstrap_failure_is_a_clear_error(

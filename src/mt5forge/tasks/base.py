@@ -8,7 +8,13 @@ from invoke.tasks import task
 from mt5forge.engine import ensure_engine
 from mt5forge.report.views import base_report
 from mt5forge.stages import Options, run_stages, select
-from mt5forge.tasks._common import FORMAT_HELP, check_format, console, show, task_context
+from mt5forge.tasks._common import (
+    FORMAT_HELP,
+    check_format,
+    err_console,
+    show,
+    task_context,
+)
 from mt5forge.tasks._progress import RichProgress
 
 
@@ -31,7 +37,7 @@ def base(
     with task_context(verbose, overrides={"base": {"source": source}}) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
-        with RichProgress(console) as progress:
+        with RichProgress(err_console) as progress:
             results = run_stages(
                 settings, select(["base"]), options=Options(refresh_base=refresh), progress=progress
             )

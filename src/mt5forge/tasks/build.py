@@ -11,7 +11,15 @@ from mt5forge.engine import ensure_engine
 from mt5forge.fixtures import fixture_session
 from mt5forge.report.views import build_report
 from mt5forge.stages import Options, run_stages, select
-from mt5forge.tasks._common import FORMAT_HELP, check_format, console, names, show, task_context
+from mt5forge.tasks._common import (
+    FORMAT_HELP,
+    check_format,
+    console,
+    err_console,
+    names,
+    show,
+    task_context,
+)
 from mt5forge.tasks._progress import RichProgress
 
 
@@ -53,7 +61,7 @@ def build(
             if fixture:
                 with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
                     _, settings = stack.enter_context(fixture_session(settings))
-            progress = stack.enter_context(RichProgress(console))
+            progress = stack.enter_context(RichProgress(err_console))
             results = run_stages(
                 settings, select(until="build"), options=options, progress=progress
             )

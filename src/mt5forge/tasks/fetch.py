@@ -13,7 +13,15 @@ from mt5forge.fetch import pin_all
 from mt5forge.fixtures import fixture_session
 from mt5forge.report.views import artifacts_report
 from mt5forge.stages import Options, run_stages, select
-from mt5forge.tasks._common import FORMAT_HELP, check_format, console, names, show, task_context
+from mt5forge.tasks._common import (
+    FORMAT_HELP,
+    check_format,
+    console,
+    err_console,
+    names,
+    show,
+    task_context,
+)
 from mt5forge.tasks._progress import RichProgress
 
 
@@ -45,7 +53,7 @@ def fetch(
             if fixture:
                 with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
                     _, settings = stack.enter_context(fixture_session(settings))
-            progress = stack.enter_context(RichProgress(console))
+            progress = stack.enter_context(RichProgress(err_console))
             results = run_stages(
                 settings,
                 select(["fetch"]),
@@ -81,7 +89,7 @@ def pin(
     """Observe upstream, verify signatures, and write the lock (checksums/); shows the diff."""
     with (
         task_context(verbose, overrides={"fetch": {"mirror": mirror}}) as settings,
-        RichProgress(console) as progress,
+        RichProgress(err_console) as progress,
     ):
         selected = names(name)
         result = pin_all(
