@@ -234,21 +234,22 @@ def test_fixture_installers_ran_in_the_prefix(built: Any, docker_client: Any) ->
     it on Linux), so each MSI must also have the entry only Windows Installer writes: its
     product in the Uninstall key of the prefix's registry, marked "WindowsInstaller"=1. The
     .exe stand-ins wrote their CRLF marker text through the Windows API, and mt5setup.exe
-    copied itself to terminal64.exe: that file has the verified installer's bytes.
+    wrote the signed stand-in terminal it carries: terminal64.exe has exactly those bytes.
     """
     markers = built.profile.markers
     assert "MetaTrader 5\\terminal64.exe" in " ".join(markers["mt5setup.exe"])
     msis = [f for f in markers if f.endswith(".msi")]
     assert any(f.startswith("wine-mono-") for f in msis)
     assert any(f.startswith("wine-gecko-") and f.endswith("x86_64.msi") for f in msis)
-    setup = (built.profile.serve_dir / "mt5setup.exe").read_bytes()
+    assert built.profile.terminal_exe is not None
+    terminal = built.profile.terminal_exe.read_bytes()
     paths = {windows_to_prefix(p): (f, p) for f, ps in markers.items() for p in ps}
     for name in ("terminal:slim", "terminal:secure"):
         image = built.first[name].image_id
         files = read_files(docker_client, image, [*paths, f"{PREFIX_TEMPLATE}/system.reg"])
         for path, (filename, windows_path) in paths.items():
             if windows_path.endswith("terminal64.exe"):
-                assert files[path] == setup, f"{name}: {windows_path} is not the installer's copy"
+                assert files[path] == terminal, f"{name}: {windows_path} is not the stand-in"
             else:
                 want = f"mt5forge fixture {filename}\r\n".encode()
                 assert files[path] == want, f"{name}: {windows_path} holds {files[path]!r}"

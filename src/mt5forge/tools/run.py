@@ -36,6 +36,8 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "tar": "tar",
     "openssl": "openssl",
     "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
+    "x86_64-w64-mingw32-windres": "binutils-mingw-w64-x86-64",
+    "docker-compose": "docker-compose",
 }
 
 #: How to install each program we call, for the "not installed" message.
