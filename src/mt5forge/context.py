@@ -11,6 +11,7 @@ change to the build context reach the verified cache (and the other way round).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,34 @@ _IGNORE = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache",
     "build", "dist", "tests", ".venv",
 )  # fmt: skip
+
+
+INCLUDE = re.compile(r"^# mt5forge:include ([a-z0-9-]+)\s*$", re.MULTILINE)
+"""A line that stands for the fragment ``build/common/dockerfile/<name>``."""
+
+
+def render_dockerfile(path: Path, fragments: Path) -> str:
+    """``path`` with each ``# mt5forge:include NAME`` line replaced by that fragment.
+
+    Text shared by several Dockerfiles (the Python runtime stage of bot, terminal-sim and the
+    terminal; the bot's entry lines of both variants) lives once in ``build/common/
+    dockerfile/`` (the docker-library pattern, done at staging time, so no generated copy is
+    committed to drift). An unknown fragment is a BuildError.
+    """
+    text = path.read_text(encoding="utf-8")
+
+    def expand(m: re.Match[str]) -> str:
+        fragment = fragments / m.group(1)
+        if not fragment.is_file():
+            raise BuildError(f"{path}: `# mt5forge:include {m.group(1)}` names no {fragment}.")
+        # The fragment's own header (comments up to the first blank line) says what it is
+        # for; in the rendered Dockerfile one marker line says where the text came from.
+        head, _, body = fragment.read_text(encoding="utf-8").partition("\n\n")
+        if not body:
+            body = head
+        return f"# --- {m.group(1)} (build/common/dockerfile) ---\n{body.rstrip()}"
+
+    return INCLUDE.sub(expand, text)
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -68,7 +97,9 @@ def stage_context(
     image_dir = build_dir / target.image
     if not (image_dir / "Dockerfile").is_file():
         raise BuildError(f"{image_dir / 'Dockerfile'} is missing.")
-    shutil.copy2(image_dir / "Dockerfile", dest / "Dockerfile")
+    rendered = render_dockerfile(image_dir / "Dockerfile", build_dir / "common" / "dockerfile")
+    (dest / "Dockerfile").write_text(rendered, encoding="utf-8")
+    _pin_mtime(dest / "Dockerfile")
     _copy_tree(image_dir, dest / target.image)
     (dest / target.image / "Dockerfile").unlink()
     _copy_tree(build_dir / "common", dest / "common")
