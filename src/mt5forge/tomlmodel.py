@@ -63,6 +63,12 @@ def coerce(value: Any, hint: Any, where: str, *, from_env: bool = False) -> Any:
         if isinstance(value, str):
             return value
     elif origin is tuple:
+        item = get_args(hint)[0] if get_args(hint) else str
+        if dataclasses.is_dataclass(item) and isinstance(item, type):
+            # An array of tables (``[[pe_authenticode.groups]]``): each item built like a table.
+            if isinstance(value, list):
+                return tuple(build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+            raise ConfigError(f"{where}: expected a list of tables, got {value!r}.")
         if env_str:
             return tuple(v.strip() for v in value.split(",") if v.strip())
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
