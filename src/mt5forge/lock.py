@@ -3,6 +3,10 @@
 The lock is reviewed as a diff, so it is written in a fixed, sorted, line-per-value form (no TOML
 writer needed). An entry with an empty sha256 means "not pinned yet": a fetch of that artifact
 fails closed and says to run ``invoke pin`` where upstream is reachable.
+
+Every entry says where its bytes come from (``origin``: ``upstream``, ``real-from-PyPI`` or
+``fixture``, see :data:`mt5forge.manifest.ORIGINS`). It has no default: a lock that does not say
+cannot present a stand-in as the upstream file by omission.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 from mt5forge.errors import ConfigError
 from mt5forge.files import atomic_write
-from mt5forge.manifest import SHA256_RE
+from mt5forge.manifest import ORIGINS, SHA256_RE
 from mt5forge.tomlmodel import did_you_mean
 
 LOCK_FILE = "artifacts.lock.toml"
@@ -25,6 +29,8 @@ _HEADER = """\
 # The lock: sha256 of every fetched artifact. Written by `invoke pin`; review changes as a diff.
 # An empty sha256 is "not pinned yet": fetching that artifact fails until `invoke pin` runs where
 # its upstream is reachable. Signature files that upstream publishes are kept in signatures/.
+# origin: "upstream" (the manifest's own URL), "real-from-PyPI" (real bytes from a pinned PyPI
+# package, not the upstream file) or "fixture" (a stand-in made by mt5forge.fixtures).
 """
 
 
@@ -35,6 +41,8 @@ class LockEntry:
     """The upstream file name the hash belongs to (a renamed file is a changed pin)."""
     sha256: str
     """64 lower-case hex digits, or empty when not pinned yet."""
+    origin: str
+    """``upstream``, ``real-from-PyPI`` or ``fixture``: where the pinned bytes come from."""
     size: int = 0
     """Bytes, when known (0: unknown)."""
     note: str = ""
@@ -77,7 +85,16 @@ def parse_lock(text: str, where: Path) -> dict[str, LockEntry]:
             raise ConfigError(f"{where}: [{name}] size must be a non-negative integer.")
         if not isinstance(note, str):
             raise ConfigError(f"{where}: [{name}] note must be a string.")
-        out[name] = LockEntry(name=name, filename=filename, sha256=sha, size=size, note=note)
+        origin = table.get("origin")
+        if origin not in ORIGINS:
+            raise ConfigError(
+                f"{where}: [{name}] origin {origin!r} is not one of {', '.join(ORIGINS)}.",
+                hint="Every lock entry says where its bytes come from; there is no default. "
+                + (did_you_mean(origin, list(ORIGINS)) if isinstance(origin, str) else ""),
+            )
+        out[name] = LockEntry(
+            name=name, filename=filename, sha256=sha, origin=origin, size=size, note=note
+        )
     return out
 
 
@@ -99,6 +116,7 @@ def render_lock(entries: Iterable[LockEntry]) -> str:
         lines.append(f"[{e.name}]")
         lines.append(f"filename = {_quote(e.filename)}")
         lines.append(f"sha256 = {_quote(e.sha256)}")
+        lines.append(f"origin = {_quote(e.origin)}")
         if e.size:
             lines.append(f"size = {e.size}")
         if e.note:

@@ -17,8 +17,10 @@ SHA = "a" * 64
 
 def test_lock_round_trip_is_stable(tmp_path: Path) -> None:
     entries = {
-        "b": LockEntry(name="b", filename="b.msi", sha256=SHA, size=3, note='say "why"'),
-        "a": LockEntry(name="a", filename="a.exe", sha256=""),
+        "b": LockEntry(
+            name="b", filename="b.msi", sha256=SHA, origin="fixture", size=3, note='say "why"'
+        ),
+        "a": LockEntry(name="a", filename="a.exe", sha256="", origin="upstream"),
     }
     write_lock(tmp_path, entries)
     text = (tmp_path / "artifacts.lock.toml").read_text()
@@ -36,9 +38,20 @@ def test_lock_rejects_bad_values() -> None:
         parse_lock('[x]\nsha256 = ""\n', Path("l"))
 
 
+def test_lock_entry_must_say_its_origin() -> None:
+    """No default: a lock that does not say where bytes come from cannot pass as upstream."""
+    entry = '[x]\nfilename = "f"\nsha256 = ""\n'
+    with pytest.raises(ConfigError, match="origin None is not one of"):
+        parse_lock(entry, Path("l"))
+    with pytest.raises(ConfigError, match="Did you mean 'real-from-PyPI'"):
+        parse_lock(entry + 'origin = "real-from-pypi"\n', Path("l"))
+    got = parse_lock(entry + 'origin = "real-from-PyPI"\n', Path("l"))
+    assert got["x"].origin == "real-from-PyPI"
+
+
 def test_lock_diff_shows_the_moved_hash() -> None:
-    old = {"x": LockEntry(name="x", filename="f", sha256=SHA)}
-    new = {"x": LockEntry(name="x", filename="f", sha256="b" * 64)}
+    old = {"x": LockEntry(name="x", filename="f", sha256=SHA, origin="upstream")}
+    new = {"x": LockEntry(name="x", filename="f", sha256="b" * 64, origin="upstream")}
     diff = lock_diff(old, new, "checksums/artifacts.lock.toml")
     assert f'-sha256 = "{SHA}"' in diff and f'+sha256 = "{"b" * 64}"' in diff
     assert lock_diff(old, old, "x") == ""

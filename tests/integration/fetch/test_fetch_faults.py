@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 Snapshot = Callable[[Path], dict[str, str]]
 PY = "python-windows"
-PY_FILE = "python-3.12.10-amd64.exe"
+PY_FILE = "python-3.12.9-embed-amd64.zip"
 MONO = "wine-mono"
 MT5 = "mt5setup"
 WARM = ["wine-gecko-x86", "wine-gecko-x86_64"]
@@ -273,14 +273,16 @@ def _replace_and_repin(s: Settings, served: Path, exe: Path, tmp_path: Path) -> 
     shutil.copyfile(exe, served / "mt5setup.exe")
     lock_dir = tmp_path / "lock"
     lock = read_lock(s.path(s.fetch.lock_dir))
-    lock[MT5] = LockEntry(name=MT5, filename="mt5setup.exe", sha256=sha256_file(exe))
+    lock[MT5] = LockEntry(
+        name=MT5, filename="mt5setup.exe", sha256=sha256_file(exe), origin="fixture"
+    )
     write_lock(lock_dir, lock)
     overrides = {"fetch": {**vars(s.fetch), "lock_dir": str(lock_dir)}}
     return config.load(s.root, env={}, overrides=overrides)
 
 
 def test_unsigned_exe_fails(make_settings, served: Path, tmp_path: Path, warm, snapshot) -> None:
-    exe = build_exe(tmp_path / "mt5setup.exe", marker_name="mt5setup.exe", terminal=True)
+    exe = build_exe(tmp_path / "mt5setup.exe", marker_name="mt5setup.exe")
     s = _replace_and_repin(make_settings(), served, exe, tmp_path)
     expect_failure(
         s, MT5, VerificationError, "no Authenticode signature", warm=warm, snapshot=snapshot
@@ -290,7 +292,7 @@ def test_unsigned_exe_fails(make_settings, served: Path, tmp_path: Path, warm, s
 def test_exe_signed_by_another_signer_fails(
     make_settings, served: Path, tmp_path: Path, warm, snapshot
 ) -> None:
-    exe = build_exe(tmp_path / "mt5setup.exe", marker_name="mt5setup.exe", terminal=True)
+    exe = build_exe(tmp_path / "mt5setup.exe", marker_name="mt5setup.exe")
     other = tmp_path / "other-cert"
     other.mkdir()
     cert, key = make_authenticode_cert(other, {"CN": "Somebody Else", "O": "Elsewhere"})
@@ -348,7 +350,7 @@ def test_every_unpinned_artifact_is_named_before_any_download(
 ) -> None:
     lock = read_lock(fixture_profile.lock_dir)
     del lock[MONO]
-    lock[MT5] = LockEntry(name=MT5, filename="mt5setup.exe", sha256="")
+    lock[MT5] = LockEntry(name=MT5, filename="mt5setup.exe", sha256="", origin="fixture")
     write_lock(tmp_path / "lock", lock)
     s = make_settings(lock_dir=str(tmp_path / "lock"))
     with pytest.raises(VerificationError) as info:

