@@ -75,11 +75,18 @@ def labels(
         f"{LABEL_OURS}.variant": target.variant,
         f"{LABEL_OURS}.profile": profile,
     }
+    stand_ins = []
     for a in artifacts:
         key = label_key(a.name)
         out[f"{LABEL_OURS}.artifact.{key}.file"] = a.filename
         out[f"{LABEL_OURS}.artifact.{key}.version"] = a.version
         out[f"{LABEL_OURS}.artifact.{key}.sha256"] = a.sha256
+        out[f"{LABEL_OURS}.artifact.{key}.origin"] = a.origin
+        if a.origin != "upstream":
+            stand_ins.append(f"{a.name}={a.origin}")
+    if stand_ins:
+        # One label a later gate (push) reads to refuse an image that is not all upstream.
+        out[f"{LABEL_OURS}.not-upstream"] = ",".join(sorted(stand_ins))
     for name, (ver, sha) in sorted((wheels or {}).items()):
         out[f"{LABEL_OURS}.wheel.{label_key(name)}.version"] = ver
         out[f"{LABEL_OURS}.wheel.{label_key(name)}.sha256"] = sha

@@ -26,6 +26,7 @@ class FakeArtifact:
     sha256: str
     path: Path
     profile: str = "fixture"
+    origin: str = "fixture"
 
 
 def pe_bytes(machine: int) -> bytes:
@@ -160,6 +161,15 @@ def test_labels_have_oci_keys_artifact_hashes_and_profile(tmp_path: Path) -> Non
         assert got[f"org.mt5forge.artifact.{labels.label_key(a.name)}.sha256"] == a.sha256
     assert got["org.mt5forge.wheel.numpy.sha256"] == "b" * 64
     assert got["org.mt5forge.artifact.wine-gecko-x86-64.file"] == "wine-gecko-2.47.4-x86_64.msi"
+    # Every artifact says where its bytes came from; one label lists what is not upstream.
+    assert got["org.mt5forge.artifact.wine-mono.origin"] == "fixture"
+    assert "wine-mono=fixture" in got["org.mt5forge.not-upstream"].split(",")
+    upstream = [dataclasses.replace(a, origin="upstream") for a in artifacts]
+    clean = labels.labels(
+        Target(image="terminal", variant="slim"), source=SOURCE, base=BASE,
+        profile="upstream", artifacts=upstream, wheels=wheels,
+    )  # fmt: skip
+    assert "org.mt5forge.not-upstream" not in clean
 
 
 def test_parse_pip_hashes_reads_the_manifest_of_windows_wheels() -> None:

@@ -67,7 +67,7 @@ def show(report: Report, fmt: str = "table") -> None:
     Logs and CI are not terminals (80 columns): tables get room there instead of folding
     every cell.
     """
-    width = console.width if console.is_terminal else max(console.width, 160)
+    width = console.width if console.is_terminal else max(console.width, 220)
     console.file.write(render(report, fmt, width=width))
     console.file.flush()
 
