@@ -317,12 +317,8 @@ def test_secure_terminal_refuses_to_start_without_a_vnc_password(
 def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
     built: Any, docker_client: Any
 ) -> None:
-    """With a password: VNC on 127.0.0.1 only, noVNC on 3000; SIGTERM stops it all, exit 0.
-
-    The fixture's terminal64.exe exits at once, so Wine's notepad stands in for the two
-    long-running Windows programs (terminal, bridge) to keep the set up.
-    """
-    notepad = "C:\\windows\\system32\\notepad.exe"
+    """With a password: VNC on 127.0.0.1 only, noVNC on 3000, the bridge on 127.0.0.1 beside
+    the fixture's stand-in terminal (which stays up); SIGTERM stops it all, exit 0."""
     with container(
         docker_client,
         built.first["terminal:secure"].image_id,
@@ -330,16 +326,13 @@ def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
         tmpfs={"/tmp": "mode=1777", "/config": f"uid={built.settings.runtime.uid}"},
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
-        environment={
-            "MT5_VNC_PASSWORD": "fixture-pw",
-            "MT5_TERMINAL": notepad,
-            "MT5_WINDOWS_PYTHON": notepad,
-        },
+        environment={"MT5_VNC_PASSWORD": "fixture-pw"},
     ) as c:
         c.start()
         listening: set[str] = set()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not {"0100007F:170C", "00000000:0BB8"} <= listening:
+        want = {"0100007F:170C", "00000000:0BB8", "0100007F:497C"}  # VNC, noVNC, bridge
+        while time.monotonic() < deadline and not want <= listening:
             time.sleep(1)
             _code, out = c.exec_run(["cat", "/proc/net/tcp"])
             listening = {
@@ -348,6 +341,8 @@ def test_secure_terminal_gui_on_read_only_root_and_clean_stop(
             }  # fmt: skip
         assert "0100007F:170C" in listening, f"VNC not on 127.0.0.1:5900: {listening}"
         assert "00000000:0BB8" in listening, f"noVNC not on :3000: {listening}"
+        assert "0100007F:497C" in listening, f"bridge not on 127.0.0.1:18812: {listening}"
+        assert not [a for a in listening if a.endswith(":497C") and a != "0100007F:497C"]
         assert not [a for a in listening if a.endswith(":170C") and a != "0100007F:170C"]
         started = time.monotonic()
         c.stop(timeout=30)
