@@ -21,6 +21,9 @@ from mt5bridge.status import build_status, read_terminal_state, runtime_info
 
 log = logging.getLogger(__name__)
 
+#: How long status() waits for a running call before it answers without last_error().
+_STATUS_WAIT = 2.0
+
 
 class ModuleBackend:
     """Serialised, allow-listed calls into a module that has the MetaTrader5 API."""
@@ -64,13 +67,21 @@ class ModuleBackend:
             terminal = self._terminal_state()
         except Exception as exc:  # a status must answer whatever the state file holds
             terminal = {"state": "unknown", "detail": f"{type(exc).__name__}: {exc}"}
-        with self._lock:
-            connected = self._connected
+        connected = self._connected
+        error: Any
+        # A call can hold the lock for long (a real initialize() waits for the terminal up to
+        # its timeout); the health check must not wait for it, so status says "busy" instead.
+        if self._lock.acquire(timeout=_STATUS_WAIT):
             try:
-                error: Any = self._module.last_error()
+                connected = self._connected
+                error = self._module.last_error()
             except Exception as exc:
                 log.warning("backend %s: last_error() failed: %s", self.name, exc)
                 error = f"last_error() raised {type(exc).__name__}: {exc}"
+            finally:
+                self._lock.release()
+        else:
+            error = f"not read: a call has been running for over {_STATUS_WAIT:.0f} s (busy)"
         version = getattr(self._module, "__version__", None)
         return build_status(
             backend=self.name,
