@@ -23,9 +23,9 @@ import pytest
 
 from mt5forge.context import stage_context
 from mt5forge.images import Target, build_args
+from mt5forge.records import read_record
 from mt5forge.stages.build import base_info
 from mt5forge.tools.docker import build_image
-from mt5forge.records import read_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
