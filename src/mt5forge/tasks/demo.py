@@ -53,6 +53,17 @@ def demo(c: Context, verbose: bool = False) -> None:
             pair = run_pair(settings)
         for line in pair.reports:
             console.print(f"  {line.split(' INFO ', 1)[-1]}")
+        # The fixture terminal: real Windows CPython and the real MetaTrader5 package under
+        # Wine, beside a stand-in terminal64.exe. No MetaTrader 5 runs, so the package answers
+        # initialize() with its own IPC error; the bot prints what the bridge passed on.
+        with console.status("Starting the fixture terminal (Wine) and a secure bot beside it..."):
+            real = run_pair(settings, terminal="terminal", terminal_variant="slim")
+        answer = real.last_error or ("?", "no answer")
+        console.print(
+            f"  {real.terminal_image}: {real.backend} backend, MetaTrader5.initialize() -> False, "
+            f"last_error() -> {answer} (the real package's answer: no MetaTrader 5 terminal "
+            "runs in the fixture image)"
+        )
 
     console.rule("done")
     show(
@@ -72,6 +83,12 @@ def demo(c: Context, verbose: bool = False) -> None:
                     f"{pair.bot_image} in the namespace of {pair.terminal_image} ({pair.backend} "
                     f"backend): logged in, {len(pair.reports)} account+tick reports, no secret "
                     "in its log",
+                ),
+                (
+                    "pair (fixture terminal)",
+                    f"{real.bot_image} beside {real.terminal_image} ({real.backend} backend under "
+                    f"Wine): initialize() False, last_error() {answer}; the terminal is a "
+                    "stand-in, not MetaTrader 5",
                 ),
             ],
         )
