@@ -15,6 +15,7 @@ import json
 import tarfile
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -227,6 +228,13 @@ def uninstall_entries(system_reg: str) -> list[str]:
     ]  # fmt: skip
 
 
+def python_exe_in(zip_path: Path) -> bytes:
+    """The one python.exe inside an embeddable CPython zip (at its root or under cp312/)."""
+    with zipfile.ZipFile(zip_path) as z:
+        (name,) = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == "python.exe"]
+        return z.read(name)
+
+
 def test_fixture_installers_ran_in_the_prefix(built: Any, docker_client: Any) -> None:
     """msiexec installed each fixture MSI; the CPython and MT5 installers ran under Wine.
 
@@ -250,6 +258,10 @@ def test_fixture_installers_ran_in_the_prefix(built: Any, docker_client: Any) ->
         for path, (filename, windows_path) in paths.items():
             if windows_path.endswith("terminal64.exe"):
                 assert files[path] == terminal, f"{name}: {windows_path} is not the stand-in"
+            elif windows_path.endswith("python.exe"):
+                # The real embeddable CPython (not a stand-in): its python.exe, byte for byte.
+                want = python_exe_in(built.profile.serve_dir / filename)
+                assert files[path] == want, f"{name}: {windows_path} is not the zip's python.exe"
             else:
                 want = f"mt5forge fixture {filename}\r\n".encode()
                 assert files[path] == want, f"{name}: {windows_path} holds {files[path]!r}"
