@@ -99,7 +99,6 @@ def stage_context(
         raise BuildError(f"{image_dir / 'Dockerfile'} is missing.")
     rendered = render_dockerfile(image_dir / "Dockerfile", build_dir / "common" / "dockerfile")
     (dest / "Dockerfile").write_text(rendered, encoding="utf-8")
-    _pin_mtime(dest / "Dockerfile")
     _copy_tree(image_dir, dest / target.image)
     (dest / target.image / "Dockerfile").unlink()
     _copy_tree(build_dir / "common", dest / "common")

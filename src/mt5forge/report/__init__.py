@@ -24,6 +24,15 @@ class Column:
     """Never fold this column (digests, names)."""
 
 
+def columns(
+    *names: str, right: Sequence[str] = (), no_wrap: Sequence[str] = ()
+) -> tuple[Column, ...]:
+    """Columns by name: left-aligned and wrapping unless named in ``right`` / ``no_wrap``."""
+    return tuple(
+        Column(name=n, align="right" if n in right else "left", no_wrap=n in no_wrap) for n in names
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Report:
     title: str
@@ -46,11 +55,16 @@ def _formatters() -> dict[str, Formatter]:
 FORMATS = ("table", "json")
 
 
-def render(report: Report, fmt: str = "table", *, width: int = 130) -> str:
-    """``report`` as text in ``fmt``; ConfigError for a format we do not have."""
-    formatters = _formatters()
-    if fmt not in formatters:
+def check_format(fmt: str) -> str:
+    """``fmt`` when it is a report format; ConfigError otherwise (tasks call it before any
+    work starts)."""
+    if fmt not in FORMATS:
         raise ConfigError(
             f"--format {fmt!r} is not a format.", hint="Formats: " + ", ".join(FORMATS)
         )
-    return formatters[fmt](report, width)
+    return fmt
+
+
+def render(report: Report, fmt: str = "table", *, width: int = 130) -> str:
+    """``report`` as text in ``fmt``; ConfigError for a format we do not have."""
+    return _formatters()[check_format(fmt)](report, width)

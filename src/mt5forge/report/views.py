@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from mt5forge.base import BaseImage
 from mt5forge.fetch import Artifact
-from mt5forge.report import Column, Report
+from mt5forge.report import Report, columns
 from mt5forge.stages.build import BuildResult
 
 
@@ -31,12 +31,8 @@ def base_report(image: BaseImage) -> Report:
         )
     return Report(
         title="Base image",
-        columns=(
-            Column(name="reference"),
-            Column(name="source"),
-            Column(name="id", no_wrap=True),
-            Column(name="size", align="right"),
-            Column(name="result"),
+        columns=columns(
+            "reference", "source", "id", "size", "result", right=("size",), no_wrap=("id",)
         ),
         rows=(
             (
@@ -60,18 +56,16 @@ def artifacts_report(artifacts: Sequence[Artifact], title: str, *, cache_dir: st
     notes[0] += "."
     return Report(
         title=title,
-        columns=tuple(
-            Column(name=n, no_wrap=n in ("artifact", "sha256"))
-            for n in (
-                "artifact",
-                "version",
-                "size",
-                "sha256",
-                "verified by",
-                "profile",
-                "origin",
-                "cache",
-            )
+        columns=columns(
+            "artifact",
+            "version",
+            "size",
+            "sha256",
+            "verified by",
+            "profile",
+            "origin",
+            "cache",
+            no_wrap=("artifact", "sha256"),
         ),
         rows=tuple(
             (
@@ -99,14 +93,16 @@ def build_report(results: Sequence[BuildResult], records_dir: str) -> Report:
         summary = f"Rebuilt steps in: {', '.join(str(r.target) for r in rebuilt)}."
     return Report(
         title="Images built",
-        columns=(
-            Column(name="image"),
-            Column(name="variant"),
-            Column(name="digest", no_wrap=True),
-            Column(name="size", align="right"),
-            Column(name="layers", align="right"),
-            Column(name="seconds", align="right"),
-            Column(name="cache hits"),
+        columns=columns(
+            "image",
+            "variant",
+            "digest",
+            "size",
+            "layers",
+            "seconds",
+            "cache hits",
+            right=("size", "layers", "seconds"),
+            no_wrap=("digest",),
         ),
         rows=tuple(
             (
@@ -144,7 +140,7 @@ def summary_report(title: str, rows: Sequence[tuple[str, str]]) -> Report:
     """A two-column stage/result table (the demo's closing summary)."""
     return Report(
         title=title,
-        columns=(Column(name="stage"), Column(name="result")),
+        columns=columns("stage", "result"),
         rows=tuple(rows),
         data={k: v for k, v in rows},
     )

@@ -15,8 +15,9 @@ from rich.logging import RichHandler
 
 from mt5forge import config
 from mt5forge.config import Settings
-from mt5forge.errors import ConfigError, Mt5ForgeError
-from mt5forge.report import FORMATS, Report, render
+from mt5forge.errors import Mt5ForgeError
+from mt5forge.fixtures import fixture_session
+from mt5forge.report import FORMATS, Report, check_format, render
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -77,10 +78,23 @@ def names(value: str | None) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in value.split(",") if n.strip()) if value else None
 
 
-def check_format(fmt: str) -> str:
-    """``fmt`` when it is a report format; ConfigError before any work starts otherwise."""
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"--format {fmt!r} is not a format.", hint="Formats: " + ", ".join(FORMATS)
-        )
-    return fmt
+def enter_fixture(stack: contextlib.ExitStack, settings: Settings) -> Settings:
+    """Make (or reuse) the fixture profile, serve it on 127.0.0.1 for as long as ``stack``
+    lives, and return settings that fetch through it (``--fixture``, the demo)."""
+    with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
+        _, fixture_settings = stack.enter_context(fixture_session(settings))
+    return fixture_settings
+
+
+__all__ = [
+    "FORMAT_HELP",
+    "check_format",
+    "console",
+    "enter_fixture",
+    "err_console",
+    "names",
+    "project_root",
+    "setup_logging",
+    "show",
+    "task_context",
+]

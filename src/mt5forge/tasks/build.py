@@ -8,13 +8,12 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from mt5forge.engine import ensure_engine
-from mt5forge.fixtures import fixture_session
 from mt5forge.report.views import build_report
 from mt5forge.stages import Options, run_stages, select
 from mt5forge.tasks._common import (
     FORMAT_HELP,
     check_format,
-    console,
+    enter_fixture,
     err_console,
     names,
     show,
@@ -59,8 +58,7 @@ def build(
         )
         with contextlib.ExitStack() as stack:
             if fixture:
-                with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
-                    _, settings = stack.enter_context(fixture_session(settings))
+                settings = enter_fixture(stack, settings)
             progress = stack.enter_context(RichProgress(err_console))
             results = run_stages(
                 settings, select(until="build"), options=options, progress=progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from invoke.context import Context
@@ -9,13 +10,12 @@ from invoke.tasks import task
 
 from mt5forge.base import BaseImage
 from mt5forge.engine import ensure_engine
-from mt5forge.fixtures import fixture_session
 from mt5forge.pairing import run_pair
 from mt5forge.report.views import artifacts_report, base_report, build_report, summary_report
 from mt5forge.stages import PIPELINE, run_stages
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.fetch import FetchResult
-from mt5forge.tasks._common import console, show, task_context
+from mt5forge.tasks._common import console, enter_fixture, show, task_context
 from mt5forge.tasks._progress import RichProgress
 
 
@@ -28,19 +28,15 @@ def demo(c: Context, verbose: bool = False) -> None:
         status = ensure_engine(settings)
         console.print(f"Docker Engine {status.version} at {status.host}.")
 
-        with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
-            session = fixture_session(settings)
-            _, fixture_settings = session.__enter__()
-        try:
-            results: dict[str, Any] = {}
+        results: dict[str, Any] = {}
+        with contextlib.ExitStack() as stack:
+            fixture_settings = enter_fixture(stack, settings)
             for n, stage in enumerate(PIPELINE, start=2):
                 console.rule(f"{n}/{steps} {stage.name}: {stage.summary}")
                 with RichProgress(console) as progress:
                     results.update(
                         run_stages(fixture_settings, [stage], progress=progress, given=results)
                     )
-        finally:
-            session.__exit__(None, None, None)
         base: BaseImage = results["base"]
         fetched: FetchResult = results["fetch"]
         built: tuple[BuildResult, ...] = results["build"]

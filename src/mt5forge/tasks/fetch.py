@@ -10,13 +10,13 @@ from invoke.tasks import task
 from rich.syntax import Syntax
 
 from mt5forge.fetch import pin_all
-from mt5forge.fixtures import fixture_session
 from mt5forge.report.views import artifacts_report
 from mt5forge.stages import Options, run_stages, select
 from mt5forge.tasks._common import (
     FORMAT_HELP,
     check_format,
     console,
+    enter_fixture,
     err_console,
     names,
     show,
@@ -51,8 +51,7 @@ def fetch(
         fmt = check_format(format)
         with contextlib.ExitStack() as stack:
             if fixture:
-                with console.status("Making the fixture profile (wixl, mingw, gpg)..."):
-                    _, settings = stack.enter_context(fixture_session(settings))
+                settings = enter_fixture(stack, settings)
             progress = stack.enter_context(RichProgress(err_console))
             results = run_stages(
                 settings,

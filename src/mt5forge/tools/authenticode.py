@@ -63,6 +63,28 @@ def signer_subject(output: str) -> str:
     return m.group(1)
 
 
+def _osslsigncode_verify(
+    exe: Path, ca_file: Path, *, timeout: float, offline: bool = False
+) -> tuple[int, str]:
+    """``osslsigncode verify`` against the roots in ``ca_file`` (also the timestamp roots);
+    ``offline`` adds ``-ignore-crl``. Returns the exit code and stdout+stderr as text."""
+    proc = call(
+        "osslsigncode",
+        "verify",
+        "-CAfile",
+        ca_file,
+        "-TSA-CAfile",
+        ca_file,
+        *(["-ignore-crl"] if offline else []),
+        "-in",
+        exe,
+        timeout=timeout,
+        check=False,
+    )
+    text = (proc.stdout or b"") + (proc.stderr or b"")
+    return proc.returncode, text.decode("utf-8", "replace")
+
+
 def verify(exe: Path, *, name: str, subject: Mapping[str, str], ca_file: Path) -> AuthenticodeCheck:
     """Check ``exe``'s Authenticode signature and that its signer matches ``subject``."""
     if not subject:
@@ -71,22 +93,8 @@ def verify(exe: Path, *, name: str, subject: Mapping[str, str], ca_file: Path) -
         raise VerificationError(
             f"{name}: CA bundle {ca_file} for the Authenticode chain is missing."
         )
-    proc = call(
-        "osslsigncode",
-        "verify",
-        "-CAfile",
-        ca_file,
-        "-TSA-CAfile",
-        ca_file,
-        "-in",
-        exe,
-        timeout=120,
-        check=False,
-    )
-    out = (proc.stdout or b"").decode("utf-8", "replace") + (proc.stderr or b"").decode(
-        "utf-8", "replace"
-    )
-    if proc.returncode != 0 or "Signature verification: ok" not in out:
+    returncode, out = _osslsigncode_verify(exe, ca_file, timeout=120)
+    if returncode != 0 or "Signature verification: ok" not in out:
         if "No signature found" in out:
             why = "the file carries no Authenticode signature"
         elif "MESSAGE DIGEST MISMATCH" in out.upper() or "digest mismatch" in out.lower():
@@ -196,24 +204,9 @@ def verify_all(
     """
     if not signers:
         raise VerificationError(f"{name}: the Authenticode signer allow-list is empty.")
-    proc = call(
-        "osslsigncode",
-        "verify",
-        "-CAfile",
-        ca_file,
-        "-TSA-CAfile",
-        ca_file,
-        "-ignore-crl",
-        "-in",
-        exe,
-        timeout=VERIFY_TIMEOUT,
-        check=False,
-    )
-    out = (proc.stdout or b"").decode("utf-8", "replace") + (proc.stderr or b"").decode(
-        "utf-8", "replace"
-    )
+    returncode, out = _osslsigncode_verify(exe, ca_file, timeout=VERIFY_TIMEOUT, offline=True)
     sigs = parse_signatures(out)
-    if proc.returncode != 0 or not sigs or not all(s.verified for s in sigs):
+    if returncode != 0 or not sigs or not all(s.verified for s in sigs):
         raise VerificationError(f"{name}: Authenticode check failed: {_why_failed(out)}.")
     for s in sigs:
         if not any(
