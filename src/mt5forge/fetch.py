@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mt5forge.cache import Cache, sha256_file
+from mt5forge.cache import Cache
 from mt5forge.config import Settings
-from mt5forge.errors import ConfigError, FetchError, VerificationError
+from mt5forge.errors import ConfigError, FetchError, Mt5ForgeError, VerificationError
 from mt5forge.lock import SIGNATURES_DIR as SIGNATURES
 from mt5forge.lock import LockEntry, lock_diff, lock_path, read_lock, write_lock
 from mt5forge.manifest import (
+    DEFAULT_MAX_SIZE,
     PROFILES,
     Manifest,
     apply_overlay,
@@ -42,7 +44,13 @@ from mt5forge.manifest import (
 from mt5forge.progress import Progress
 from mt5forge.tomlmodel import did_you_mean
 from mt5forge.tools import authenticode, gpg, pe
-from mt5forge.tools.http import BytesFn, HttpOptions, StartFn, download, new_session
+from mt5forge.tools.http import (
+    BytesFn,
+    HttpOptions,
+    StartFn,
+    download,
+    new_session,
+)
 
 if TYPE_CHECKING:
     from requests import Session
@@ -86,6 +94,7 @@ class Inputs:
     keys_dir: Path
     cache: Cache
     mirror: str
+    """One base URL, or several separated by commas, tried in order for each artifact."""
     http: HttpOptions
 
     def select(self, names: Sequence[str] | None) -> list[Manifest]:
@@ -97,11 +106,43 @@ class Inputs:
                 raise ConfigError(f"Unknown artifact '{n}'.", hint=did_you_mean(n, list(known)))
         return [known[n] for n in names]
 
-    def url_for(self, manifest: Manifest, upstream_url: str) -> str:
-        """The mirror replaces every upstream host: ``<mirror>/<file name of the URL>``."""
-        if not self.mirror:
+    @property
+    def mirrors(self) -> list[str]:
+        return [m.strip() for m in self.mirror.split(",") if m.strip()]
+
+    def url_for(self, manifest: Manifest, upstream_url: str, mirror: str | None = None) -> str:
+        """A mirror replaces every upstream host: ``<mirror>/<file name of the URL>``.
+
+        ``mirror`` picks one of several; by default the first.
+        """
+        mirrors = self.mirrors
+        if mirror is None and not mirrors:
             return upstream_url
-        return f"{self.mirror.rstrip('/')}/{upstream_url.rsplit('/', 1)[-1]}"
+        base = mirror if mirror is not None else mirrors[0]
+        return f"{base.rstrip('/')}/{upstream_url.rsplit('/', 1)[-1]}"
+
+    def urls_for(self, manifest: Manifest) -> list[str]:
+        """Where ``manifest``'s file is tried, in order: each mirror, or the upstream URL."""
+        return [self.url_for(manifest, manifest.url, b) for b in self.mirrors] or [manifest.url]
+
+    def options_for(self, cap: int) -> HttpOptions:
+        """The HTTP options for one artifact of at most ``cap`` bytes: its overall deadline is
+        twice the connect and read timeouts plus the time to receive ``cap`` bytes at
+        :data:`MIN_RATE` (a server slower than that is given up on)."""
+        base = 2 * (self.http.connect_timeout + self.http.read_timeout)
+        return dataclasses.replace(self.http, deadline=base + cap / MIN_RATE)
+
+
+#: Bytes per second below which a download is too slow to wait for (see Inputs.options_for).
+MIN_RATE = 256 * 1024
+
+
+def max_bytes(m: Manifest, entry: LockEntry | None) -> int:
+    """The most bytes accepted for ``m``: the lock's size when pinned, else the manifest's
+    ``max_size``, else :data:`mt5forge.manifest.DEFAULT_MAX_SIZE`."""
+    if entry is not None and entry.size:
+        return entry.size
+    return m.max_size or DEFAULT_MAX_SIZE
 
 
 def load_inputs(settings: Settings, *, mirror: str | None = None) -> Inputs:
@@ -123,6 +164,10 @@ def load_inputs(settings: Settings, *, mirror: str | None = None) -> Inputs:
     elif fs.profile == "fixture":
         raise ConfigError("[fetch] profile = 'fixture' needs the generator's trust_overlay.")
     lock_dir = settings.path(fs.lock_dir)
+    mirrors = fs.mirror if mirror is None else mirror
+    for base in mirrors.split(","):
+        if base.strip() and not re.match(r"^(https?|file)://", base.strip()):
+            raise ConfigError(f"[fetch] mirror {base.strip()!r} is not an http(s) or file URL.")
     return Inputs(
         profile=fs.profile,
         manifests=tuple(manifests),
@@ -130,7 +175,7 @@ def load_inputs(settings: Settings, *, mirror: str | None = None) -> Inputs:
         lock_dir=lock_dir,
         keys_dir=settings.path(fs.keys_dir),
         cache=Cache(settings.cache_dir),
-        mirror=fs.mirror if mirror is None else mirror,
+        mirror=mirrors,
         http=HttpOptions(
             connect_timeout=float(fs.connect_timeout),
             read_timeout=float(fs.read_timeout),
@@ -219,15 +264,17 @@ def _pins(inputs: Inputs, manifests: Sequence[Manifest]) -> dict[str, LockEntry]
             out[m.name] = _pinned(inputs, m)
         except VerificationError as e:
             problems.append(e)
-    if len(problems) == 1:
-        raise problems[0]
     if problems:
+        would = ", ".join(m.name for m in manifests)
         hints = dict.fromkeys(p.hint for p in problems if p.hint)
-        raise VerificationError(
-            f"{len(problems)} artifacts are not pinned as their manifests say:\n"
-            + "\n".join(f"- {p.message}" for p in problems),
-            hint="\n".join(hints) or None,
-        )
+        hints[f"Nothing was fetched; this run would have fetched: {would}."] = None
+        if len(problems) == 1:
+            head = problems[0].message
+        else:
+            head = f"{len(problems)} artifacts are not pinned as their manifests say:\n" + (
+                "\n".join(f"- {p.message}" for p in problems)
+            )
+        raise VerificationError(head, hint="\n".join(h for h in hints if h))
     return out
 
 
@@ -245,7 +292,18 @@ def _callbacks(progress: Progress | None, name: str) -> tuple[StartFn, BytesFn]:
     return on_start, on_bytes
 
 
-def _check_signatures(inputs: Inputs, m: Manifest, path: Path, session: Session, sig: Path) -> str:
+#: A detached OpenPGP signature is a few hundred bytes; a bigger one is not a signature.
+SIGNATURE_MAX = 64 * 1024
+
+
+def _check_signatures(
+    inputs: Inputs,
+    m: Manifest,
+    path: Path,
+    session: Session,
+    sig: Path,
+    mirror: str | None = None,
+) -> str:
     """Run the OpenPGP and Authenticode checks the manifest asks for; raise on failure.
 
     The detached signature is downloaded to ``sig``, which the caller removes (or keeps, as
@@ -255,10 +313,11 @@ def _check_signatures(inputs: Inputs, m: Manifest, path: Path, session: Session,
     if m.openpgp:
         try:
             download(
-                inputs.url_for(m, m.signature_url),
+                inputs.url_for(m, m.signature_url, mirror),
                 sig,
                 name=m.name,
-                options=inputs.http,
+                options=inputs.options_for(SIGNATURE_MAX),
+                max_bytes=SIGNATURE_MAX,
                 session=session,
             )
         except FetchError as e:
@@ -305,13 +364,18 @@ def _fetch_one(
     progress: Progress | None,
     session: Session,
 ) -> Artifact | None:
-    """Fetch and verify one artifact; None when ``offline`` and it is not in the cache."""
+    """Fetch and verify one artifact; None when ``offline`` and it is not in the cache.
+
+    Each mirror is tried in turn (blame stays with this artifact: the next artifact starts at
+    the first mirror again); the error, when all fail, says what each one served.
+    """
     cache = inputs.cache
     how = describe(m, inputs.profile)
     with cache.locked(entry.sha256):
         final = cache.entry(entry.sha256, m.filename)
-        if final.is_file():
-            if sha256_file(final) == entry.sha256:
+        found = cache.hash_entry(entry.sha256, m.filename)
+        if found is not None:
+            if found[0] == entry.sha256:
                 if progress:
                     progress.finish(m.name, "cached")
                 return Artifact(
@@ -319,7 +383,7 @@ def _fetch_one(
                     version=m.version,
                     filename=m.filename,
                     sha256=entry.sha256,
-                    size=final.stat().st_size,
+                    size=found[1],
                     path=final,
                     verified_by=how,
                     cache_hit=True,
@@ -330,55 +394,146 @@ def _fetch_one(
             log.warning("%s: cached file no longer matches its pin; moved to %s", m.name, moved)
         if offline:
             return None
-        url = inputs.url_for(m, m.url)
-        part = cache.partial(entry.sha256)
-        on_start, on_bytes = _callbacks(progress, m.name)
+        urls = inputs.urls_for(m)
+        mirrors: list[str | None] = list(inputs.mirrors) or [None]
+        failed: list[Mt5ForgeError] = []
+        for url, mirror in zip(urls, mirrors, strict=True):
+            try:
+                got_size = _try_source(inputs, m, entry, url, mirror, progress, session)
+            except Mt5ForgeError as e:
+                failed.append(e)
+                if len(urls) > 1:
+                    log.warning("%s: %s", m.name, e.message)
+                continue
+            path = cache.commit(cache.partial(entry.sha256), entry.sha256, m.filename, name=m.name)
+            if progress:
+                progress.finish(m.name, "verified")
+            if failed:
+                log.warning(
+                    "%s: taken from %s after %d other mirror(s) failed: %s",
+                    m.name,
+                    url,
+                    len(failed),
+                    "; ".join(e.message for e in failed),
+                )
+            log.info("%s: verified (%s), %d bytes from %s", m.name, how, got_size, url)
+            return Artifact(
+                name=m.name,
+                version=m.version,
+                filename=m.filename,
+                sha256=entry.sha256,
+                size=got_size,
+                path=path,
+                verified_by=how,
+                cache_hit=False,
+                profile=inputs.profile,
+                origin=entry.origin,
+                url=url,
+            )
+        if len(failed) == 1:
+            raise failed[0]
+        kind = (
+            VerificationError
+            if any(isinstance(e, VerificationError) for e in failed)
+            else FetchError
+        )
+        raise kind(
+            f"{m.name}: every mirror failed:\n" + "\n".join(f"- {e.message}" for e in failed),
+            hint="Each line says what that mirror served. Nothing was kept.",
+        )
+
+
+def _try_source(
+    inputs: Inputs,
+    m: Manifest,
+    entry: LockEntry,
+    url: str,
+    mirror: str | None,
+    progress: Progress | None,
+    session: Session,
+) -> int:
+    """Download ``m`` from ``url`` into its partial file and verify it; return its size.
+
+    On failure nothing from this source is left behind (the next source starts clean, so what
+    one mirror served is never blamed on another), except a transport failure of the only
+    source, whose bytes are kept for a later run to resume.
+    """
+    cache = inputs.cache
+    part = cache.partial(entry.sha256)
+    cap = max_bytes(m, entry)
+    on_start, on_bytes = _callbacks(progress, m.name)
+    only = len(inputs.mirrors) <= 1
+    try:
         got = download(
             url,
             part,
             name=m.name,
-            options=inputs.http,
+            options=inputs.options_for(cap),
+            max_bytes=cap,
             session=session,
             on_start=on_start,
             on_bytes=on_bytes,
         )
-        try:
-            if got.sha256 != entry.sha256:
-                raise VerificationError(
-                    f"{m.name}: wrong bytes from {url}: sha256 {got.sha256[:16]}... "
-                    f"({got.size} bytes), pinned {entry.sha256[:16]}...",
-                    hint="Nothing was kept. If upstream really moved, run `invoke pin` and "
-                    "review the diff.",
-                )
-            if entry.size and got.size != entry.size:
-                raise VerificationError(f"{m.name}: {got.size} bytes, the lock says {entry.size}.")
-            sig = cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
-            try:
-                _check_signatures(inputs, m, part, session, sig)
-            finally:
-                sig.unlink(missing_ok=True)
-        except BaseException:
+    except FetchError:
+        if not only:
             part.unlink(missing_ok=True)
-            if progress:
-                progress.finish(m.name, "failed")
-            raise
-        path = cache.commit(part, entry.sha256, m.filename)
-        if progress:
-            progress.finish(m.name, "verified")
-        log.info("%s: verified (%s), %d bytes", m.name, how, got.size)
-        return Artifact(
-            name=m.name,
-            version=m.version,
-            filename=m.filename,
-            sha256=entry.sha256,
-            size=got.size,
-            path=path,
-            verified_by=how,
-            cache_hit=False,
-            profile=inputs.profile,
-            origin=entry.origin,
-            url=url,
+        raise
+    try:
+        if got.sha256 != entry.sha256:
+            raise VerificationError(
+                f"{m.name}: wrong bytes from {url}: sha256 {got.sha256[:16]}... "
+                f"({got.size} bytes), pinned {entry.sha256[:16]}...",
+                hint="Nothing was kept. If upstream really moved, run `invoke pin` and "
+                "review the diff.",
+            )
+        if entry.size and got.size != entry.size:
+            raise VerificationError(
+                f"{m.name}: {got.size} bytes from {url}, the lock says {entry.size}."
+            )
+        sig = cache.scratch() / f"{uuid.uuid4().hex}-{m.signature_filename}"
+        try:
+            _check_signatures(inputs, m, part, session, sig, mirror)
+        finally:
+            sig.unlink(missing_ok=True)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return got.size
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Failure:
+    """One artifact a fetch could not deliver, and why."""
+
+    name: str
+    version: str
+    filename: str
+    reason: str
+    """The error's message (names the artifact, the URL or mirror, and what went wrong)."""
+    kind: str
+    """The error class: ``FetchError`` (transport, disk, caps) or ``VerificationError``."""
+
+
+class FetchIncomplete(Mt5ForgeError):
+    """Some artifacts failed; the others were fetched and verified (``artifacts``)."""
+
+    def __init__(
+        self,
+        failures: Sequence[Failure],
+        artifacts: Sequence[Artifact],
+        errors: Sequence[Mt5ForgeError],
+    ) -> None:
+        lines = "\n".join(f"- {f.reason}" for f in failures)
+        super().__init__(
+            f"{len(failures)} of {len(failures) + len(artifacts)} artifact(s) failed:\n{lines}",
+            hint="The others were verified and kept in the cache. "
+            + "; ".join(dict.fromkeys(e.hint.splitlines()[0] for e in errors if e.hint)),
         )
+        self.failures = tuple(failures)
+        self.artifacts = tuple(artifacts)
+        self.errors = tuple(errors)
+        verification = any(isinstance(e, VerificationError) for e in errors)
+        self.exit_code = (VerificationError if verification else FetchError).exit_code
 
 
 def fetch_all(
@@ -391,7 +546,9 @@ def fetch_all(
 ) -> list[Artifact]:
     """Fetch and verify every artifact (or ``names``); return them in manifest order.
 
-    With ``offline`` only the cache is used and one error lists every missing artifact.
+    Every artifact is tried even when one fails; then :class:`FetchIncomplete` names each
+    failure and carries the ones that passed (a single requested artifact raises its own
+    error). With ``offline`` only the cache is used and one error lists every missing artifact.
     """
     inputs = load_inputs(settings, mirror=mirror)
     selected = inputs.select(names)
@@ -399,12 +556,34 @@ def fetch_all(
     session = new_session()
     out: list[Artifact] = []
     missing: list[str] = []
+    failures: list[Failure] = []
+    errors: list[Mt5ForgeError] = []
     for m in selected:
-        artifact = _fetch_one(inputs, m, pins[m.name], offline, progress, session)
+        # One bad artifact does not hide the others: each is tried, the good ones are kept.
+        try:
+            artifact = _fetch_one(inputs, m, pins[m.name], offline, progress, session)
+        except Mt5ForgeError as e:
+            if progress:
+                progress.finish(m.name, "failed")
+            errors.append(e)
+            failures.append(
+                Failure(
+                    name=m.name,
+                    version=m.version,
+                    filename=m.filename,
+                    reason=e.message,
+                    kind=type(e).__name__,
+                )
+            )
+            continue
         if artifact is None:
             missing.append(f"{m.name} ({m.filename}, sha256 {pins[m.name].sha256})")
         else:
             out.append(artifact)
+    if failures:
+        if len(failures) == 1 and len(selected) == 1:
+            raise errors[0]
+        raise FetchIncomplete(failures, out, errors)
     if missing:
         raise FetchError(
             f"--offline: {len(missing)} artifact(s) missing from the cache "
@@ -424,6 +603,31 @@ class PinChange:
     """Previous sha256 (empty: not pinned before)."""
     new: str
     reason: str
+    downgrade: str = ""
+    """``"3.12.9 -> 3.12.8"`` when this pin goes back to an older version (allowed only with
+    ``--allow-downgrade``); empty otherwise."""
+
+
+def older(new: str, old: str) -> bool | None:
+    """True when version ``new`` is older than ``old``; None when either is not a dotted
+    number (``unversioned``, ``9.4.0-rc1``), so that no order can be told."""
+    if not (_DOTTED.match(new) and _DOTTED.match(old)):
+        return None
+    a, b = [tuple(int(p) for p in v.split(".")) for v in (new, old)]
+    return a < b
+
+
+_DOTTED = re.compile(r"^\d+(\.\d+)*$")
+
+
+def _downgrades(inputs: Inputs, manifests: Sequence[Manifest]) -> dict[str, str]:
+    """``name -> "old -> new"`` for each manifest whose version is older than the lock's."""
+    out: dict[str, str] = {}
+    for m in manifests:
+        old = inputs.lock.get(m.name)
+        if old is not None and old.version and older(m.version, old.version):
+            out[m.name] = f"{old.version} -> {m.version}"
+    return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -443,14 +647,28 @@ def pin_all(
     names: Sequence[str] | None = None,
     progress: Progress | None = None,
     mirror: str | None = None,
+    allow_downgrade: bool = False,
 ) -> PinResult:
     """Download each artifact, verify its signature, and record the observed sha256.
 
     A hash upstream publishes (addons.c) must match; a signed file is accepted only with a good
     signature by an allowed key or signer, which is what makes re-pinning a moved mt5setup.exe
     a knowing act. With ``check`` nothing is written and the caller fails on any change.
+
+    A manifest whose version is older than the one the lock records (a rollback, perhaps to a
+    release with a known hole) is refused before anything is downloaded, unless
+    ``allow_downgrade``; then the lock entry's note says DOWNGRADE, so the diff shows it.
     """
     inputs = load_inputs(settings, mirror=mirror)
+    downgrades = _downgrades(inputs, inputs.select(names))
+    if downgrades and not allow_downgrade:
+        raise VerificationError(
+            "Refusing to pin an older version than the lock's (a rollback): "
+            + "; ".join(f"{n} {d}" for n, d in downgrades.items())
+            + ".",
+            hint="If going back is intended, run `invoke pin --allow-downgrade` and review the "
+            "diff: each such entry's note says DOWNGRADE. Nothing was downloaded.",
+        )
     session = new_session()
     new_lock = dict(inputs.lock)
     changes: list[PinChange] = []
@@ -463,11 +681,13 @@ def pin_all(
             on_start, on_bytes = _callbacks(progress, m.name)
             url = inputs.url_for(m, m.url)
             try:
+                cap = max_bytes(m, None)
                 got = download(
                     url,
                     tmp,
                     name=m.name,
-                    options=inputs.http,
+                    options=inputs.options_for(cap),
+                    max_bytes=cap,
                     session=session,
                     on_start=on_start,
                     on_bytes=on_bytes,
@@ -489,22 +709,32 @@ def pin_all(
                     progress.finish(m.name, "failed")
                 raise
             old = inputs.lock.get(m.name)
+            down = downgrades.get(m.name, "")
             if old and old.sha256 == got.sha256 and old.filename == m.filename and old.size:
-                # Unchanged: keep the reviewed entry (and its note) byte for byte.
-                new_lock[m.name] = old
+                # Unchanged: keep the reviewed entry (and its note) byte for byte, recording
+                # the version where an older lock did not.
+                new_lock[m.name] = dataclasses.replace(old, version=old.version or m.version)
             else:
+                note = f"{m.pin.source}; pinned: {why}"
+                if down:
+                    note = f"DOWNGRADE {down}, allowed with --allow-downgrade; {note}"
                 new_lock[m.name] = LockEntry(
                     name=m.name,
                     filename=m.filename,
                     sha256=got.sha256,
                     origin=_pin_origin(inputs.profile, old),
                     size=got.size,
-                    note=f"{m.pin.source}; pinned: {why}",
+                    version=m.version,
+                    note=note,
                 )
             if old is None or old.sha256 != got.sha256 or old.filename != m.filename:
                 changes.append(
                     PinChange(
-                        name=m.name, old=old.sha256 if old else "", new=got.sha256, reason=why
+                        name=m.name,
+                        old=old.sha256 if old else "",
+                        new=got.sha256,
+                        reason=why,
+                        downgrade=down,
                     )
                 )
             with inputs.cache.locked(got.sha256):

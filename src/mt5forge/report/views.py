@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from mt5forge.base import BaseImage
-from mt5forge.fetch import Artifact
+from mt5forge.fetch import Artifact, Failure
 from mt5forge.report import Report, columns
 from mt5forge.stages.build import BuildResult
 
@@ -48,12 +48,20 @@ def base_report(image: BaseImage) -> Report:
     )
 
 
-def artifacts_report(artifacts: Sequence[Artifact], title: str, *, cache_dir: str = "") -> Report:
+def artifacts_report(
+    artifacts: Sequence[Artifact],
+    title: str,
+    *,
+    cache_dir: str = "",
+    failures: Sequence[Failure] = (),
+) -> Report:
     hits = sum(a.cache_hit for a in artifacts)
     notes = [f"{len(artifacts)} artifact(s) verified, {hits} from the cache"]
     if cache_dir:
         notes[0] += f", into {cache_dir}"
     notes[0] += "."
+    if failures:
+        notes.append(f"{len(failures)} artifact(s) FAILED; each row says why.")
     return Report(
         title=title,
         columns=columns(
@@ -79,9 +87,11 @@ def artifacts_report(artifacts: Sequence[Artifact], title: str, *, cache_dir: st
                 "hit" if a.cache_hit else "downloaded",
             )
             for a in artifacts
-        ),
+        )
+        + tuple((f.name, f.version, "", "", f.reason, "", "", "FAILED") for f in failures),
         notes=tuple(notes),
-        data=[{**dataclasses.asdict(a), "path": str(a.path)} for a in artifacts],
+        data=[{**dataclasses.asdict(a), "path": str(a.path)} for a in artifacts]
+        + [{**dataclasses.asdict(f), "failed": True} for f in failures],
     )
 
 

@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 from rich.syntax import Syntax
 
-from mt5forge.fetch import pin_all
+from mt5forge.fetch import FetchIncomplete, pin_all
 from mt5forge.report.views import artifacts_report
 from mt5forge.stages import Options, run_stages, select
 from mt5forge.tasks._common import (
@@ -53,12 +53,29 @@ def fetch(
             if fixture:
                 settings = enter_fixture(stack, settings)
             progress = stack.enter_context(RichProgress(err_console))
-            results = run_stages(
-                settings,
-                select(["fetch"]),
-                options=Options(offline=offline, artifacts=names(name)),
-                progress=progress,
+            failed: FetchIncomplete | None = None
+            try:
+                results = run_stages(
+                    settings,
+                    select(["fetch"]),
+                    options=Options(offline=offline, artifacts=names(name)),
+                    progress=progress,
+                )
+            except FetchIncomplete as e:
+                failed = e
+        if failed is not None:
+            # The good ones stay in the cache; the table names each failure, then the error
+            # (and its exit code) ends the task.
+            show(
+                artifacts_report(
+                    failed.artifacts,
+                    f"Artifacts ({settings.fetch.profile} profile)",
+                    cache_dir=str(settings.cache_dir),
+                    failures=failed.failures,
+                ),
+                fmt,
             )
+            raise failed
         fetched = results["fetch"]
         show(
             artifacts_report(
@@ -75,6 +92,8 @@ def fetch(
         "check": "Do not write; exit non-zero when upstream moved from the lock.",
         "mirror": "Base URL serving every artifact by its upstream file name.",
         "name": "Only these artifacts (comma-separated).",
+        "allow-downgrade": "Accept a manifest version older than the lock's (a rollback); the "
+        "lock's note and the diff say DOWNGRADE.",
         "verbose": "Show debug logs and tracebacks.",
     }
 )
@@ -83,6 +102,7 @@ def pin(
     check: bool = False,
     mirror: str | None = None,
     name: str | None = None,
+    allow_downgrade: bool = False,
     verbose: bool = False,
 ) -> None:
     """Observe upstream, verify signatures, and write the lock (checksums/); shows the diff."""
@@ -92,7 +112,11 @@ def pin(
     ):
         selected = names(name)
         result = pin_all(
-            settings, check=check, names=list(selected) if selected else None, progress=progress
+            settings,
+            check=check,
+            names=list(selected) if selected else None,
+            progress=progress,
+            allow_downgrade=allow_downgrade,
         )
     if result.diff:
         console.print(
@@ -102,7 +126,8 @@ def pin(
         )
     for ch in result.changes:
         was = ch.old[:12] + "..." if ch.old else "(not pinned)"
-        console.print(f"{ch.name}: {was} -> {ch.new[:12]}...: {ch.reason}")
+        down = f" DOWNGRADE {ch.downgrade} (--allow-downgrade)." if ch.downgrade else ""
+        console.print(f"{ch.name}: {was} -> {ch.new[:12]}...: {ch.reason}{down}")
     if check:
         if result.changes:
             raise Exit(
