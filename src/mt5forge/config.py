@@ -122,8 +122,19 @@ class RegistrySettings:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ScanSettings:
-    policy: str = "policy.toml"
-    """Policy file that judges scanner findings."""
+    policy: str = "scan-policy.toml"
+    """Policy file that judges scanner findings (severity bar, ignores with expiry, DB age)."""
+    cache_dir: str = ".cache/mt5forge/trivy"
+    """Trivy's cache: image layers it has read, and ``db/`` (its vulnerability database)."""
+    db_dir: str = ""
+    """A directory holding a Trivy database (``db/trivy.db`` + ``db/metadata.json``) to use
+    offline instead of ``cache_dir``'s. Empty: ``cache_dir``."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SbomSettings:
+    dir: str = "sbom"
+    """Where ``invoke sbom`` writes one CycloneDX JSON per image and variant."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -151,6 +162,7 @@ class Settings:
     build: BuildSettings = BuildSettings()
     fetch: FetchSettings = FetchSettings()
     registry: RegistrySettings = RegistrySettings()
+    sbom: SbomSettings = SbomSettings()
     scan: ScanSettings = ScanSettings()
     engine: EngineSettings = EngineSettings()
     paths: PathsSettings = PathsSettings()

@@ -100,3 +100,15 @@ class StageError(Mt5ForgeError):
     """A stage was run without what it needs (the pipeline's own wiring)."""
 
     exit_code = 15
+
+
+class SbomError(Mt5ForgeError):
+    """An SBOM could not be made, does not validate, or disagrees with what is installed."""
+
+    exit_code = 16
+
+
+class ScanError(Mt5ForgeError):
+    """The scan gate failed: findings the policy does not accept, or a database too old."""
+
+    exit_code = 17

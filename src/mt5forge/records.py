@@ -30,6 +30,8 @@ __all__ = [
     "SCHEMA",
     "BuildRecord",
     "RecordError",
+    "SbomRecord",
+    "ScanRecord",
     "StageRecord",
     "image_key",
     "iter_records",
@@ -93,8 +95,30 @@ class BuildRecord(StageRecord):
         return str(self.data["profile"])
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SbomRecord(StageRecord):
+    required: ClassVar[tuple[str, ...]] = ("image", "variant", "reference", "sbom", "problems")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScanRecord(StageRecord):
+    required: ClassVar[tuple[str, ...]] = (
+        "image",
+        "variant",
+        "reference",
+        "database",
+        "policy",
+        "findings",
+        "problems",
+    )
+
+
 #: The record type of each stage; a stage without an entry reads as a plain StageRecord.
-RECORD_TYPES: dict[str, type[StageRecord]] = {"build": BuildRecord}
+RECORD_TYPES: dict[str, type[StageRecord]] = {
+    "build": BuildRecord,
+    "sbom": SbomRecord,
+    "scan": ScanRecord,
+}
 
 
 def image_key(image_id: str) -> str:

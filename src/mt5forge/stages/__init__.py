@@ -83,12 +83,14 @@ def _pipeline() -> tuple[Stage, ...]:
     from mt5forge.stages.base import BaseStage
     from mt5forge.stages.build import BuildStage
     from mt5forge.stages.fetch import FetchStage
+    from mt5forge.stages.sbom import SbomStage
+    from mt5forge.stages.scan import ScanStage
 
-    return (BaseStage(), FetchStage(), BuildStage())
+    return (BaseStage(), FetchStage(), BuildStage(), SbomStage(), ScanStage())
 
 
 PIPELINE: tuple[Stage, ...] = _pipeline()
-"""Every stage, in the order a run takes them. sbom, scan, verify, push and sign join here."""
+"""Every stage, in the order a run takes them. verify, push and sign join here."""
 
 
 def stage_names() -> list[str]:

