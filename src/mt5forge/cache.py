@@ -115,7 +115,10 @@ class Cache:
 
     @contextlib.contextmanager
     def _made_dir(self, *parts: str) -> Iterator[int]:
-        fd = self._walk(parts, create=True)
+        try:
+            fd = self._walk(parts, create=True)
+        except OSError as e:
+            raise disk_error(e, f"create {self.root.joinpath(*parts)}", "artifact cache") from e
         if fd is None:  # a component vanished between mkdir and open: someone is racing us
             raise VerificationError(f"{self.root.joinpath(*parts)} disappeared while in use.")
         try:
