@@ -78,12 +78,17 @@ def test_decoder_accepts_only_its_grammar(wire: object) -> None:
         decode(wire)
 
 
-def test_named_type_cache_is_bounded() -> None:
+def test_named_type_cache_is_bounded_by_bytes() -> None:
     from mt5bridge import codec
 
-    for i in range(codec._MAX_NAMED_TYPES + 50):
-        assert decode(("N", f"Peer{i}", ("a",), (i,))).a == i
-    assert len(codec._named_types) <= codec._MAX_NAMED_TYPES
+    long_fields = tuple(f"f{j}_" + "x" * 50 for j in range(40))
+    for i in range(400):
+        fields = ("a", *long_fields)
+        assert decode(("N", f"Peer{i}", fields, tuple(range(41)))).a == 0
+    assert codec._named_types_bytes <= codec.MAX_NAMED_TYPES_BYTES
+    assert sum(codec._class_bytes(c, k) for k, c in codec._named_types.items()) <= (
+        codec.MAX_NAMED_TYPES_BYTES
+    )
 
 
 def test_nesting_is_bounded() -> None:
@@ -92,3 +97,45 @@ def test_nesting_is_bounded() -> None:
         deep = ("T", (deep,))
     with pytest.raises(CodecError, match="nested"):
         decode(deep)
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        # A shape whose product is astronomically large: refused before it is multiplied.
+        (("A", "<f8", (10**9, 10**9, 10**9), b""), "elements|shape"),
+        (("A", "<f8", (2**62,) * 8, b""), "shape"),
+        (("A", "<f8", (1,) * 9, b"\0" * 8), "rank"),
+        (("A", "<f8", (-1,), b""), "shape"),
+        (("A", "<f8", (True,), b"\0" * 8), "shape"),
+        # Zero-size elements would let a huge shape pass the byte check.
+        (("A", "|V0", (10**8,), b""), "dtype|elements|plain"),
+        # numpy's dtype mini-language (subarrays, comma lists) is not parsed at all.
+        (("A", "(100000,100000)f8", (1,), b""), "plain numpy type"),
+        (("A", "f8,f8,f8", (1,), b"\0" * 24), "plain numpy type"),
+        (("A", "|V99999", (1,), b"\0" * 99999), "plain numpy type|elements refused"),
+        (("A", "<U99999", (1,), b""), "plain numpy type|elements refused"),
+        (("A", (("x" * 65, "<f8"),), (1,), b"\0" * 8), "malformed"),
+        (("A", tuple((f"f{i}", "<f8") for i in range(200)), (1,), b""), "fields"),
+        (("A", (("f", "<f8", (10**6, 10**6)),), (1,), b""), "malformed"),
+        (("N", "T" * 65, ("a",), (1,)), "at most 64"),
+        (("N", "T", tuple(f"f{i}" for i in range(200)), tuple(range(200))), "fields"),
+        (("D", ("k" * 65,), (1,)), "dict key"),
+        ("x" * 70_000, "text"),
+        (2**70, "wider"),
+        (("DT", "2024-01-01" + " " * 100), "datetime"),
+    ],
+)
+def test_sizes_are_capped_before_use(wire: object, message: str) -> None:
+    with pytest.raises(CodecError, match=message):
+        decode(wire)
+
+
+def test_node_count_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mt5bridge import codec
+
+    # A smaller cap than the default, so the test builds a small value; same code path.
+    monkeypatch.setattr(codec, "MAX_NODES", 1000)
+    assert len(decode(("T", tuple(range(900))))) == 900
+    with pytest.raises(CodecError, match="more than 1000 values"):
+        decode(("T", tuple(range(1001))))

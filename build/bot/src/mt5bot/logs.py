@@ -2,63 +2,22 @@
 
 Redaction is done by the formatter of every handler, on the final text (message, arguments,
 exception and stack), so no logger anywhere in the process (ours, rpyc's, a library's) can write
-a secret, whatever the level. Known secret values are replaced outright; patterns catch the
-usual shapes (password=..., token=..., Bearer ...); account numbers keep their last 3 digits.
+a secret, whatever the level. The masking itself is mt5bridge.redact, shared with the bridge:
+known secrets in every form a log can show them (escaped, encoded, upper-cased, spaced), values
+logged under a secret's key name (password=..., "token": ..., Bearer ...), and account numbers
+down to their last 3 digits, with or without thousands separators. Every record stays one line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
-import re
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
-MASK = "***"
-_PATTERNS = (
-    re.compile(
-        r"(?i)\b(pass(?:word|wd)?|pwd|secret|token|api[_-]?key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",;)}]+"
-    ),
-    re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+"),
-)
+from mt5bridge.redact import FORMAT, MASK, RedactingFormatter, Redactor, mask_account
 
-
-class Redactor:
-    def __init__(self, secrets: Iterable[str] = (), accounts: Iterable[int] = ()) -> None:
-        # Each secret also as repr() and JSON write it (a password with a quote or a backslash
-        # logged inside a tuple or dict shows escaped). Longest first, so a secret that
-        # contains another is masked whole.
-        forms = {f for s in secrets if s for f in (s, repr(s)[1:-1], json.dumps(s)[1:-1])}
-        self._secrets = sorted(forms, key=len, reverse=True)
-        self._accounts = sorted({str(a) for a in accounts if a}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        for account in self._accounts:
-            text = re.sub(rf"(?<!\d){re.escape(account)}(?!\d)", mask_account(int(account)), text)
-        for pattern in _PATTERNS:
-            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-        return text
-
-
-def mask_account(login: int) -> str:
-    text = str(login)
-    return "*" * max(0, len(text) - 3) + text[-3:]
-
-
-class RedactingFormatter(logging.Formatter):
-    def __init__(self, redactor: Redactor, fmt: str) -> None:
-        super().__init__(fmt)
-        self._redact = redactor
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self._redact(super().format(record))
-
-
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+__all__ = ["FORMAT", "MASK", "RedactingFormatter", "Redactor", "mask_account", "setup"]
 
 
 def setup(

@@ -38,3 +38,7 @@ class RemoteError(BridgeError):
 
 class ConfigError(BridgeError):
     """The server was asked to run in a way it refuses (for example: plain TCP off loopback)."""
+
+
+class ProtocolError(BridgeError):
+    """The peer broke RPyC's framing, or sent something the server refuses to act on."""

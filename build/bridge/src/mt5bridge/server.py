@@ -4,23 +4,43 @@ Refusals happen in this order, each before the next step starts: plain TCP off l
 refused at start; a TLS handshake that does not present a certificate from the deployment CA is
 dropped; a peer that does not open with the bridge hello (an RPyC classic client, say) is dropped
 unless classic mode is on; a hello with another RPyC major gets an error reply and is dropped.
+
+One event loop owns every socket, and a bounded pool of workers runs the calls. The loop does
+all the waiting: accepting, the TLS handshake, reading the hello, reading request frames (see
+mt5bridge.frames: capped before they are stored) and writing replies, all without blocking.
+A worker gets a connection only once a whole request is in memory, and gives it back when the
+reply is queued; so an idle, half-open or slow peer costs a file descriptor and a small buffer,
+never a thread, and hundreds of them do not keep a legitimate client waiting. Around that:
+
+- a cap on concurrent connections; when it is reached, the oldest connection still in its
+  handshake is dropped for the new one, else the new one is refused;
+- one deadline for the whole handshake (TLS and hello), one for each request frame once it has
+  begun, an idle timeout, and a cap on the bytes buffered across all connections;
+- an accept loop that, out of file descriptors (EMFILE and friends), drops the oldest pending
+  handshake, pauses with a growing back-off and resumes by itself;
+- every odd input ends in an error for that client (a refusal frame, or an exception for that
+  request: mt5bridge.guard) and a log line, the client's strings escaped; no exception leaves a
+  connection's handling, and the loop goes on serving the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
+import queue
+import selectors
 import signal
 import socket
-import socketserver
 import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +50,17 @@ from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
 from mt5bridge.envsecrets import SettingError, read_setting
-from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError
-from mt5bridge.handshake import MAGIC, RPYC_VERSION, is_status_probe, server_handshake
+from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError, ProtocolError
+from mt5bridge.frames import DEFAULT_MAX_FRAME, Frame, FrameReader
+from mt5bridge.guard import GuardedConnection, Outbox
+from mt5bridge.handshake import (
+    RPYC_VERSION,
+    answer_hello,
+    encode_frame,
+    is_status_probe,
+    parse_hello,
+)
+from mt5bridge.redact import FORMAT, RedactingFormatter, Redactor
 from mt5bridge.service import RPYC_CONFIG, BridgeService
 from mt5bridge.simulator import SimulatorConfig
 from mt5bridge.tls import TlsFiles, server_context
@@ -39,6 +68,14 @@ from mt5bridge.tls import TlsFiles, server_context
 log = logging.getLogger("mt5bridge.server")
 
 DEFAULT_PORT = 18812  # the port mt5linux users know
+_CHUNK = 1 << 16
+# accept() errors that mean "out of resources, try again later", not "this peer failed".
+_EXHAUSTED = frozenset(
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "WSAEMFILE", "WSAENOBUFS")
+    if hasattr(errno, name)
+)
+_WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +85,18 @@ class ServerOptions:
     tls: TlsFiles | None = None
     classic: bool = False
     variant: str = "slim"
+    #: The whole TLS handshake and hello, from accept() on.
     handshake_timeout: float = 10.0
+    #: A connection with no request in progress and nothing to write is closed after this.
+    idle_timeout: float = 900.0
+    #: A request frame, once begun, must be complete within this; so must a reply be written.
+    frame_timeout: float = 30.0
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_connections: int = 400  # Windows' select() takes 512 sockets at most
+    #: Bytes buffered across all connections before big partial frames wait their turn.
+    max_buffered: int = 64 << 20
+    workers: int = 8
+    backlog: int = 512
 
 
 def is_loopback(host: str) -> bool:
@@ -74,24 +122,49 @@ def check_options(options: ServerOptions) -> None:
         raise ConfigError("classic mode serves plain loopback only; mt5linux clients speak no TLS")
     if options.variant not in ("slim", "secure"):
         raise ConfigError(f"unknown variant {options.variant!r}; expected slim or secure")
+    for name in ("handshake_timeout", "idle_timeout", "frame_timeout"):
+        if not getattr(options, name) > 0:
+            raise ConfigError(f"{name} must be positive")
+    for name in ("max_frame", "max_connections", "max_buffered", "workers", "backlog"):
+        if getattr(options, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
 
 
-def _peek_magic(sock: socket.socket) -> bytes:
-    """The first bytes the client sent, left in the socket buffer."""
-    deadline = time.monotonic() + (sock.gettimeout() or 10.0)
-    data = b""
-    while len(data) < len(MAGIC) and time.monotonic() < deadline:
-        data = sock.recv(len(MAGIC), socket.MSG_PEEK)
-        if not data:
-            break
-        if len(data) < len(MAGIC):
-            time.sleep(0.005)
-    return data
+class _PrefixedStream(SocketStream):  # type: ignore[misc]  # rpyc is untyped
+    """A socket stream that first returns bytes already read from it (classic mode)."""
+
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        super().__init__(sock)
+        self._prefix = prefix
+
+    def read(self, count: int) -> bytes:
+        if not self._prefix:
+            return bytes(super().read(count))
+        head, self._prefix = self._prefix[:count], self._prefix[count:]
+        return head + (bytes(super().read(count - len(head))) if count > len(head) else b"")
 
 
-class BridgeServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = sys.platform != "win32"  # on Windows it would allow port stealing
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    peer: str
+    phase: str  # tls, hello, answer (worker), serve, closing
+    accepted: float
+    active: float
+    inbuf: bytearray = field(default_factory=bytearray)
+    out: bytearray = field(default_factory=bytearray)
+    reader: FrameReader | None = None
+    rpc: GuardedConnection | None = None
+    outbox: Outbox | None = None
+    busy: bool = False
+    close_after_flush: bool = False
+    frame_began: float = 0.0
+    tls_wants: int = 0  # what a TLS handshake in progress waits for
+    events: int = 0  # what the selector watches for it now (0: not registered)
+
+
+class BridgeServer:
+    """The event loop and its worker pool (see the module docstring)."""
 
     def __init__(self, backend: ModuleBackend, options: ServerOptions) -> None:
         check_options(options)
@@ -101,8 +174,30 @@ class BridgeServer(socketserver.ThreadingTCPServer):
             server_context(options.tls) if options.tls is not None else None
         )
         family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-        self.address_family = family
-        super().__init__((options.host, options.port), _Handler)
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if sys.platform != "win32":  # on Windows it would allow port stealing
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((options.host, options.port))
+            self._listener.listen(options.backlog)
+            self._listener.setblocking(False)
+        except OSError:
+            self._listener.close()
+            raise
+        self.server_address = self._listener.getsockname()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._done: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="mt5bridge-worker")
+        self._conns: dict[socket.socket, _Conn] = {}
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._accept_paused_until = 0.0
+        self._accept_backoff = 0.0
+        self._last_sweep = 0.0
         if options.classic:
             # Classic clients run `import MetaTrader5 as mt5` in the server; give them the
             # backend's module, calls serialised with ours.
@@ -112,61 +207,437 @@ class BridgeServer(socketserver.ThreadingTCPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
+    # ---- the loop -------------------------------------------------------------------------
 
-class _Handler(socketserver.BaseRequestHandler):
-    server: BridgeServer
-
-    def handle(self) -> None:
-        sock: socket.socket = self.request
-        peer = f"{self.client_address[0]}:{self.client_address[1]}"
-        options = self.server.options
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(options.handshake_timeout)
+    def serve_forever(self, poll_interval: float = 0.2) -> None:
+        self._stopped.clear()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         try:
-            if options.classic and _peek_magic(sock) != MAGIC:
-                log.warning("classic-mode client %s: serving RPyC classic (executes code)", peer)
-                sock.settimeout(None)
-                conn = rpyc.connect_stream(SocketStream(sock), SlaveService, config={})
-                conn.serve_all()
-                return
-            if self.server.ssl_context is not None:
+            while not self._stop.is_set():
                 try:
-                    sock = self.server.ssl_context.wrap_socket(sock, server_side=True)
-                except (ssl.SSLError, OSError) as exc:
-                    log.warning("refused %s: TLS handshake failed: %s", peer, exc)
-                    return
-            try:
-                hello = server_handshake(sock, status=self.server.backend.status)
-            except NotBridgePeerError as exc:
-                log.warning(
-                    "refused %s: %s (an RPyC classic client? classic mode is off)", peer, exc
-                )
-                return
-            except HandshakeError as exc:  # a version mismatch: the client was told why
-                log.warning("refused %s: %s", peer, exc)
-                return
-            except (OSError, TimeoutError) as exc:
-                log.warning("refused %s: no bridge handshake: %s", peer, exc)
-                return
-            if is_status_probe(hello):
-                log.debug("status probe from %s answered", peer)
-                return
-            sock.settimeout(None)
-            log.info("client %s connected", peer)
-            service = BridgeService(self.server.backend)
-            conn = rpyc.connect_stream(SocketStream(sock), service, config=dict(RPYC_CONFIG))
-            try:
-                conn.serve_all()
-            finally:
-                log.info("client %s disconnected", peer)
-        except (OSError, EOFError) as exc:
-            log.info("connection %s ended: %s", peer, exc)
-        except Exception:
-            # Whatever a peer sends, the server goes on serving the others.
-            log.exception("connection %s: unexpected error; connection dropped", peer)
+                    self._turn(poll_interval)
+                except Exception:
+                    # A bug in the loop itself: log it and keep serving the others.
+                    log.exception("bridge event loop: unexpected error; continuing")
+                    time.sleep(0.05)
         finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever and wait for it to return (as socketserver's shutdown does)."""
+        self._stop.set()
+        self._wake()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn, None)
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 sock.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full: the loop is awake already
+            self._wake_w.send(b"\0")
+
+    def _turn(self, poll_interval: float) -> None:
+        now = time.monotonic()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+        for key, mask in self._selector.select(poll_interval):
+            if key.fileobj is self._listener:
+                self._accept()
+            elif key.fileobj is self._wake_r:
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+            else:
+                conn = self._conns.get(key.fileobj)  # type: ignore[call-overload]
+                if conn is not None and not conn.busy:
+                    self._guarded(conn, self._on_ready, mask)
+        while True:
+            try:
+                conn = self._done.get_nowait()
+            except queue.Empty:
+                break
+            conn.busy = False
+            self._guarded(conn, self._after_work)
+        now = time.monotonic()
+        if now - self._last_sweep >= min(0.1, poll_interval):
+            self._last_sweep = now
+            self._sweep(now)
+
+    def _guarded(self, conn: _Conn, step: Any, *args: Any) -> None:
+        """Run one step for `conn`; whatever it raises ends that connection, not the loop."""
+        try:
+            step(conn, *args)
+        except Exception:
+            log.exception("connection %s: unexpected error; connection dropped", conn.peer)
+            self._close(conn, None)
+
+    # ---- accepting ------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at a time, then the others get a turn
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    self._pause_accepting(exc)
+                    return
+                log.info("accept failed: %s", exc)  # the peer gave up (ECONNABORTED)
+                continue
+            self._accept_backoff = 0.0
+            self._admit(sock, address)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        self._accept_backoff = min(max(self._accept_backoff * 2, 0.05), 1.0)
+        log.warning("accept: %s; dropping the oldest handshake and pausing accept for %.2f s",
+                    exc.strerror or exc, self._accept_backoff)  # fmt: skip
+        self._evict_oldest_handshake("the server is out of file descriptors")
+        self._selector.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + self._accept_backoff
+
+    def _evict_oldest_handshake(self, why: str) -> bool:
+        pending = [c for c in self._conns.values() if c.phase in ("tls", "hello") and not c.busy]
+        if not pending:
+            return False
+        oldest = min(pending, key=lambda c: c.accepted)
+        log.warning("dropped %s before its handshake completed: %s", oldest.peer, why)
+        self._close(oldest, None)
+        return True
+
+    def _admit(self, sock: socket.socket, address: Any) -> None:
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        if len(self._conns) >= self.options.max_connections and not (
+            self._evict_oldest_handshake(f"{self.options.max_connections} connections is the cap")
+        ):
+            log.warning("refused %s: %d connections is the cap (MT5_BRIDGE_MAX_CONNECTIONS)",
+                        peer, self.options.max_connections)  # fmt: skip
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            phase = "hello"
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+                phase = "tls"
+        except OSError as exc:
+            log.warning("refused %s: %s", peer, exc)
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        now = time.monotonic()
+        conn = _Conn(sock=sock, peer=peer, phase=phase, accepted=now, active=now)
+        self._conns[sock] = conn
+        self._guarded(conn, self._on_ready, selectors.EVENT_READ)
+
+    # ---- per-connection steps (loop thread) -----------------------------------------------
+
+    def _on_ready(self, conn: _Conn, mask: int) -> None:
+        if conn.phase == "tls":
+            self._tls_step(conn)
+        if conn.phase in ("hello", "serve", "closing") and conn.out:
+            self._flush(conn)
+        if conn.phase == "hello":
+            self._read_hello(conn)
+        elif conn.phase == "serve" and not conn.out:
+            self._read_frames(conn)
+        elif conn.phase == "closing" and not conn.out:
+            self._close(conn, None)
+        self._watch(conn)
+
+    def _after_work(self, conn: _Conn) -> None:
+        if conn.sock not in self._conns:
+            return
+        if conn.outbox is not None:
+            conn.out += conn.outbox.take()
+        conn.active = time.monotonic()
+        self._on_ready(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _tls_step(self, conn: _Conn) -> None:
+        assert isinstance(conn.sock, ssl.SSLSocket)  # noqa: S101
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            conn.tls_wants = selectors.EVENT_READ
+            return
+        except ssl.SSLWantWriteError:
+            conn.tls_wants = selectors.EVENT_WRITE
+            return
+        except (ssl.SSLError, OSError) as exc:
+            self._close(conn, f"refused {conn.peer}: TLS handshake failed: {exc}")
+            return
+        conn.tls_wants = 0
+        conn.phase = "hello"
+
+    def _recv(self, conn: _Conn, count: int) -> bytes | None:
+        """Up to `count` bytes; None when there are none yet. EOF and errors close."""
+        try:
+            data = conn.sock.recv(count)
+        except _WANT:
+            return None
+        except (ssl.SSLError, OSError) as exc:
+            self._close(conn, f"connection {conn.peer} ended: {exc}")
+            return None
+        if not data:
+            why = "closed by the peer" + (" during the handshake" if conn.phase == "hello" else "")
+            self._close(conn, f"connection {conn.peer} {why}", logging.INFO)
+            return None
+        conn.active = time.monotonic()
+        return data
+
+    def _read_hello(self, conn: _Conn) -> None:
+        while conn.phase == "hello":
+            data = self._recv(conn, 4096)
+            if data is None:
+                return
+            conn.inbuf += data
+            try:
+                hello, used = parse_hello(conn.inbuf)
+            except NotBridgePeerError as exc:
+                if self.options.classic:
+                    self._hand_to_classic(conn)
+                else:
+                    self._close(conn, f"refused {conn.peer}: {exc} (an RPyC classic client? "
+                                      "classic mode is off)")  # fmt: skip
+                return
+            except HandshakeError as exc:
+                self._refuse_hello(conn, str(exc))
+                return
+            if hello is None:
+                if len(conn.inbuf) > 8192:  # parse_hello caps the length; belt and braces
+                    self._refuse_hello(conn, "bridge hello too large")
+                return
+            del conn.inbuf[:used]
+            conn.phase = "answer"
+            self._submit(conn, self._answer, hello)
+
+    def _refuse_hello(self, conn: _Conn, problem: str) -> None:
+        log.warning("refused %s: %s", conn.peer, problem)
+        conn.out += encode_frame({"ok": False, "error": problem})
+        conn.phase = "closing"
+        conn.close_after_flush = True
+        self._flush(conn)
+
+    def _read_frames(self, conn: _Conn) -> None:
+        reader = conn.reader
+        assert reader is not None and conn.rpc is not None  # noqa: S101
+        while conn.phase == "serve" and not conn.busy and not conn.out:
+            try:
+                item = reader.next()
+            except ProtocolError as exc:
+                self._close(conn, f"closed {conn.peer}: {exc}")
+                return
+            if isinstance(item, Frame):
+                self._submit(conn, self._serve_frame, item.data)
+                return
+            if item is not None:  # refused: tell the client, keep the connection
+                if item.seq is None:
+                    self._close(conn, f"closed {conn.peer}: {item.reason}")
+                    return
+                log.warning("refused a request from %s: %s", conn.peer, item.reason)
+                conn.rpc.refuse(item.seq, ValueError(f"mt5bridge refused the request: "
+                                                     f"{item.reason}"))  # fmt: skip
+                assert conn.outbox is not None  # noqa: S101
+                conn.out += conn.outbox.take()
+                self._flush(conn)
+                continue
+            if self._throttled(conn):
+                return
+            was_partial = reader.partial
+            data = self._recv(conn, reader.want())
+            if data is None:
+                return
+            if not was_partial:
+                conn.frame_began = time.monotonic()
+            reader.feed(data)
+
+    def _throttled(self, conn: _Conn) -> bool:
+        """Whether this connection's big partial frame must wait: the bytes buffered across
+        connections are over the cap. Small frames always go on."""
+        assert conn.reader is not None  # noqa: S101
+        if conn.reader.buffered < _CHUNK:
+            return False
+        total = sum(c.reader.buffered for c in self._conns.values() if c.reader is not None)
+        return total > self.options.max_buffered
+
+    def _flush(self, conn: _Conn) -> None:
+        while conn.out:
+            try:
+                sent = conn.sock.send(conn.out[:_CHUNK])
+            except _WANT:
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self._close(conn, f"connection {conn.peer} ended: {exc}", logging.INFO)
+                return
+            del conn.out[:sent]
+            conn.active = time.monotonic()
+        if conn.close_after_flush:
+            self._close(conn, None)
+
+    def _watch(self, conn: _Conn) -> None:
+        """Register what the selector should wait for on `conn` (nothing while a worker has
+        it, or while its big frame waits for buffer room)."""
+        if conn.sock not in self._conns:
+            return
+        if conn.phase == "tls":
+            wanted = conn.tls_wants or selectors.EVENT_READ
+        elif conn.busy or conn.phase == "answer":
+            wanted = 0
+        elif conn.out:
+            wanted = selectors.EVENT_WRITE
+        elif conn.phase == "serve" and self._throttled(conn):
+            wanted = 0
+        else:
+            wanted = selectors.EVENT_READ
+        if wanted == conn.events:
+            return
+        if wanted == 0:
+            self._selector.unregister(conn.sock)
+        elif conn.events:
+            self._selector.modify(conn.sock, wanted, None)
+        else:
+            self._selector.register(conn.sock, wanted, None)
+        conn.events = wanted
+
+    def _close(self, conn: _Conn, why: str | None, level: int = logging.WARNING) -> None:
+        if why:
+            log.log(level, "%s", why)
+        if self._conns.pop(conn.sock, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(conn.sock)
+        conn.events = 0
+        conn.phase = "closed"
+        if conn.rpc is not None:
+            log.info("client %s disconnected", conn.peer)
+            self._release(conn.rpc)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+
+    def _release(self, rpc: GuardedConnection) -> None:
+        """End the RPyC connection (and the client's backend session) in a worker: ending a
+        session takes the backend's lock, which a long call may hold; the loop must not wait."""
+
+        def cleanup() -> None:
+            with contextlib.suppress(Exception):  # logged by the service; nothing else to do
+                rpc._cleanup(_anyway=True)  # without a closing round trip to the client
+
+        try:
+            self._pool.submit(cleanup)
+        except RuntimeError:  # the pool is shut down: the server is closing
+            cleanup()
+
+    def _sweep(self, now: float) -> None:
+        """Deadlines: handshake, frame, write, idle. Also wakes throttled connections."""
+        options = self.options
+        for conn in list(self._conns.values()):
+            if conn.busy:
+                continue
+            if conn.phase in ("tls", "hello") and now - conn.accepted > options.handshake_timeout:
+                self._close(conn, f"refused {conn.peer}: no bridge handshake within "
+                                  f"{options.handshake_timeout:g} s")  # fmt: skip
+            elif conn.out and now - conn.active > options.frame_timeout:
+                self._close(conn, f"closed {conn.peer}: it read nothing of its reply for "
+                                  f"{options.frame_timeout:g} s")  # fmt: skip
+            elif conn.phase == "serve" and conn.reader is not None and conn.reader.partial:
+                if now - conn.frame_began > options.frame_timeout:
+                    self._close(conn, f"closed {conn.peer}: a request frame not complete within "
+                                      f"{options.frame_timeout:g} s")  # fmt: skip
+                elif conn.events == 0:
+                    self._watch(conn)  # throttled: room again?
+            elif conn.phase == "serve" and now - conn.active > options.idle_timeout:
+                self._close(conn, f"closed {conn.peer}: idle for {options.idle_timeout:g} s",
+                            logging.INFO)  # fmt: skip
+
+    # ---- worker side ----------------------------------------------------------------------
+
+    def _submit(self, conn: _Conn, job: Any, arg: Any) -> None:
+        conn.busy = True
+        self._watch(conn)
+
+        def run() -> None:
+            try:
+                job(conn, arg)
+            except Exception:
+                log.exception("connection %s: unexpected error; connection dropped", conn.peer)
+                conn.phase = "closing"
+                conn.close_after_flush = True
+            finally:
+                self._done.put(conn)
+                self._wake()
+
+        self._pool.submit(run)
+
+    def _answer(self, conn: _Conn, hello: dict[str, Any]) -> None:
+        """Worker: answer the hello (a status probe waits for the backend's status)."""
+        reply, problem = answer_hello(hello, self.backend.status)
+        conn.out += reply
+        if problem:
+            log.warning("refused %s: %s", conn.peer, problem)
+            conn.phase, conn.close_after_flush = "closing", True
+        elif is_status_probe(hello):
+            log.debug("status probe from %s answered", conn.peer)
+            conn.phase, conn.close_after_flush = "closing", True
+        else:
+            conn.outbox = Outbox()
+            service = BridgeService(self.backend)
+            conn.rpc = GuardedConnection(service, conn.outbox, RPYC_CONFIG, conn.peer)
+            service.on_connect(conn.rpc)
+            conn.reader = FrameReader(self.options.max_frame)
+            conn.reader.feed(bytes(conn.inbuf))  # bytes a client sent right after its hello
+            conn.inbuf.clear()
+            conn.phase = "serve"
+            log.info("client %s connected", conn.peer)
+
+    def _serve_frame(self, conn: _Conn, data: bytes) -> None:
+        """Worker: run one request and queue its reply."""
+        assert conn.rpc is not None  # noqa: S101
+        try:
+            keep = conn.rpc.handle_frame(data)
+        except ProtocolError as exc:
+            log.warning("closed %s: %s", conn.peer, exc)
+            keep = False
+        if not keep:
+            conn.phase, conn.close_after_flush = "closing", True
+
+    # ---- classic mode ---------------------------------------------------------------------
+
+    def _hand_to_classic(self, conn: _Conn) -> None:
+        """An RPyC classic client, in classic mode: it gets a thread of its own (classic mode
+        runs any code a local client sends; it is loopback only and off in the secure image)."""
+        prefix = bytes(conn.inbuf)
+        self._conns.pop(conn.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.events = 0
+        log.warning("classic-mode client %s: serving RPyC classic (executes code)", conn.peer)
+        sock = conn.sock
+        sock.setblocking(True)
+
+        def serve() -> None:
+            try:
+                rpyc.connect_stream(_PrefixedStream(sock, prefix), SlaveService,
+                                    config={}).serve_all()  # fmt: skip
+            except Exception as exc:
+                log.info("classic connection %s ended: %s", conn.peer, exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+        threading.Thread(target=serve, name=f"classic-{conn.peer}", daemon=True).start()
 
 
 def _env_flag(name: str) -> bool:
@@ -174,6 +645,21 @@ def _env_flag(name: str) -> bool:
 
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_D = ServerOptions()
+_LIMITS: tuple[tuple[str, type, float | int, str], ...] = (
+    ("handshake-timeout", float, _D.handshake_timeout, "seconds for the TLS handshake and hello"),
+    ("idle-timeout", float, _D.idle_timeout, "seconds a connection may sit idle"),
+    ("frame-timeout", float, _D.frame_timeout, "seconds to receive a request or send a reply"),
+    ("max-frame", int, _D.max_frame, "bytes in one request frame"),
+    ("max-connections", int, _D.max_connections, "connections at once"),
+    ("max-buffered", int, _D.max_buffered, "bytes buffered across connections"),
+    ("workers", int, _D.workers, "threads running calls"),
+    ("backlog", int, _D.backlog, "listen backlog"),
+)
+
+
+def _limit_var(flag: str) -> str:
+    return "MT5_BRIDGE_" + flag.replace("-", "_").upper()
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -202,6 +688,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="M1 bars for SYMBOL from a CSV (repeatable)")  # fmt: skip
     p.add_argument("--log-level", type=str.upper, default=env("MT5_BRIDGE_LOG_LEVEL", "INFO"),
                    choices=_LEVELS)  # fmt: skip
+    limits = p.add_argument_group("limits (each also from its MT5_BRIDGE_* variable)")
+    for flag, kind, default, text in _LIMITS:
+        limits.add_argument(f"--{flag}", type=kind, default=env(_limit_var(flag), str(default)),
+                            help=text)  # fmt: skip
     args = p.parse_args(argv)
     if args.log_level not in _LEVELS:  # argparse checks choices on the command line only
         p.error(f"MT5_BRIDGE_LOG_LEVEL must be one of {', '.join(_LEVELS)}")
@@ -241,8 +731,9 @@ def build_server(args: argparse.Namespace) -> BridgeServer:
         if all(tls_parts)
         else None
     )
+    limits = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag, *_ in _LIMITS}
     options = ServerOptions(host=args.host, port=args.port, tls=tls, classic=args.classic,
-                            variant=args.variant)  # fmt: skip
+                            variant=args.variant, **limits)  # fmt: skip
     check_options(options)  # before the backend starts a terminal or reads credentials
     backend = (
         simulator_backend(_simulator_config(args))
@@ -252,13 +743,38 @@ def build_server(args: argparse.Namespace) -> BridgeServer:
     return BridgeServer(backend, options)
 
 
+def _known_secrets() -> tuple[list[str], list[int]]:
+    """The account's password and number, when this process is given them, for redaction.
+    Unreadable settings are reported where they are used, not here."""
+    secrets: list[str] = []
+    accounts: list[int] = []
+    for name in ("MT5_PASSWORD", "MT5_LOGIN"):
+        try:
+            value = read_setting(name)
+        except SettingError:
+            continue
+        if value and name == "MT5_LOGIN" and value.isdigit():
+            accounts.append(int(value))
+        elif value and name == "MT5_PASSWORD":
+            secrets.append(value)
+    return secrets, accounts
+
+
+def _setup_logging(level: str) -> None:
+    """Every record redacted and on one line, whichever logger writes it (rpyc's too)."""
+    secrets, accounts = _known_secrets()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(Redactor(secrets, accounts), FORMAT))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _setup_logging(args.log_level)
     try:
         server = build_server(args)
     except (ConfigError, SettingError, OSError, ValueError, ImportError) as exc:
