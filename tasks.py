@@ -5,6 +5,9 @@ from invoke import Collection
 from mt5forge.tasks import base, certs, config, demo, engine, registry
 from mt5forge.tasks import build as build_tasks
 from mt5forge.tasks import fetch as fetch_tasks
+from mt5forge.tasks import lint as lint_tasks
+from mt5forge.tasks import sbom as sbom_tasks
+from mt5forge.tasks import scan as scan_tasks
 
 ns = Collection()
 ns.add_task(engine.engine)
@@ -13,6 +16,9 @@ ns.add_task(base.base)
 ns.add_task(fetch_tasks.fetch)
 ns.add_task(fetch_tasks.pin)
 ns.add_task(build_tasks.build)
+ns.add_task(sbom_tasks.sbom)
+ns.add_task(scan_tasks.scan)
+ns.add_task(lint_tasks.lint)
 ns.add_task(certs.certs)
 ns.add_task(demo.demo)
 ns.add_task(config.show_config, name="config")

@@ -91,6 +91,8 @@ class Built:
         self.bundle = bundle
         self.marker = CA_MARKER
         self.base = base
+        self.results: dict[str, Any] = {}
+        """Every stage's result of the first run (base, fetch, build)."""
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +106,11 @@ def built(
     settings = config.load(
         REPO,
         env={},
-        overrides={"build": {"ca_bundle": str(bundle)}, "paths": {"run_dir": str(run_dir)}},
+        overrides={
+            "build": {"ca_bundle": str(bundle)},
+            "paths": {"run_dir": str(run_dir)},
+            "sbom": {"dir": str(run_dir / "sbom")},
+        },
     )
     with fixture_session(settings) as (profile, fixture_settings):
         # The whole pipeline as a task runs it: base (reused), fetch, build; then the build
@@ -112,6 +118,8 @@ def built(
         results = run_stages(fixture_settings, select(until="build"))
         assert [s.name for s in PIPELINE][:3] == ["base", "fetch", "build"]
         again = run_stages(fixture_settings, select(["build"]), given=results)
-        yield Built(
+        built = Built(
             fixture_settings, profile, results["build"], again["build"], bundle, results["base"]
         )
+        built.results = results
+        yield built

@@ -102,13 +102,22 @@ class StageError(Mt5ForgeError):
     exit_code = 15
 
 
-class SbomError(Mt5ForgeError):
+class GateError(Mt5ForgeError):
+    """A gate (sbom, scan, verify) judged and refused. ``results`` holds what it found for
+    every image, so the task can still print the report before it exits non-zero."""
+
+    def __init__(self, message: str, *, hint: str | None = None, results: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.results = results
+
+
+class SbomError(GateError):
     """An SBOM could not be made, does not validate, or disagrees with what is installed."""
 
     exit_code = 16
 
 
-class ScanError(Mt5ForgeError):
+class ScanError(GateError):
     """The scan gate failed: findings the policy does not accept, or a database too old."""
 
     exit_code = 17

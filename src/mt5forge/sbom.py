@@ -213,7 +213,9 @@ def enrich(
             p.name == "aquasecurity:trivy:FilePath" and "drive_c/" in p.value for p in c.properties
         )
         c.properties.add(
-            Property(name=f"{PROP}platform", value="win_amd64 (Wine prefix)" if windows else "linux")
+            Property(
+                name=f"{PROP}platform", value="win_amd64 (Wine prefix)" if windows else "linux"
+            )
         )
     added = [_artifact_component(a) for a in artifacts]
     for comp in added:

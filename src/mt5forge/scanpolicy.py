@@ -57,7 +57,7 @@ class Policy:
     """Fail only on vulnerabilities with a fixed version available."""
     max_db_age_hours: int = 72
     """A vulnerability database older than this fails the gate (not on the fixture profile)."""
-    secret_rules: str = "scan-secrets.yaml"
+    secret_rules: str = "scan-secrets.yaml"  # noqa: S105 (a file name)
     """Trivy secret rules added to its built-in ones (``--secret-config``)."""
     ignore: tuple[Ignore, ...] = ()
     path: Path = Path()
@@ -83,7 +83,7 @@ def load_policy(path: Path) -> Policy:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: 'ignore' must be an array of tables ([[ignore]]).")
     fixed: list[Any] = []
-    for i, entry in enumerate(entries):
+    for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("expires"), dt.date):
             entry = {**entry, "expires": entry["expires"].isoformat()}
         fixed.append(entry)

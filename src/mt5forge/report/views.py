@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 from mt5forge.base import BaseImage
 from mt5forge.fetch import Artifact, Failure
+from mt5forge.lint import LintFinding
 from mt5forge.report import Report, columns
 from mt5forge.stages.build import BuildResult
+from mt5forge.stages.sbom import SbomResult
+from mt5forge.stages.scan import ScanResult
 
 
 def _size(n: int) -> str:
@@ -153,4 +157,149 @@ def summary_report(title: str, rows: Sequence[tuple[str, str]]) -> Report:
         columns=columns("stage", "result"),
         rows=tuple(rows),
         data={k: v for k, v in rows},
+    )
+
+
+def sbom_report(results: Sequence[SbomResult]) -> Report:
+    rows = []
+    for r in results:
+        s = r.summary
+        types = ", ".join(f"{k} {v}" for k, v in s.by_type.items()) if s else ""
+        rows.append(
+            (
+                str(r.target),
+                types,
+                str(s.debian) if s else "",
+                f"{s.python} ({s.windows_wheels} win)" if s else "",
+                str(s.artifacts) if s else "",
+                f"{s.components} / {s.trivy_components}" if s else "",
+                str(r.path) if r.path else "FAILED: " + "; ".join(r.problems),
+            )
+        )
+    notes = ["CycloneDX 1.6, validated strictly before written; ours / Trivy's component counts."]
+    for r in results:
+        for a in r.artifacts:
+            notes.append(
+                f"{r.target}: {a.name} {a.version} sha256 {a.sha256[:16]}... {a.origin}, "
+                f"{a.verified_by}"
+            )
+    return Report(
+        title="SBOMs",
+        columns=columns(
+            "image",
+            "components by type",
+            "debian",
+            "python",
+            "artifacts",
+            "ours / trivy",
+            "file",
+            right=("debian", "artifacts"),
+            no_wrap=("image",),
+        ),
+        rows=tuple(rows),
+        notes=tuple(notes),
+        data=[
+            {
+                "image": r.target.image,
+                "variant": r.target.variant,
+                "image_id": r.image_id,
+                "sbom": str(r.path) if r.path else None,
+                "summary": dataclasses.asdict(r.summary) if r.summary else None,
+                "artifacts": [dataclasses.asdict(a) for a in r.artifacts],
+                "problems": list(r.problems),
+                "record": str(r.record),
+            }
+            for r in results
+        ],
+    )
+
+
+def scan_report(results: Sequence[ScanResult]) -> Report:
+    rows = []
+    hidden = 0
+    for r in results:
+        for v in r.verdicts:
+            if v.verdict == "pass":
+                hidden += 1
+                continue
+            f = v.finding
+            rows.append(
+                (
+                    str(r.target),
+                    f.id,
+                    f.package or f.location or f.target,
+                    f.installed_version,
+                    f.fixed_version,
+                    f.severity,
+                    v.verdict,
+                    v.why,
+                )
+            )
+    notes = []
+    for r in results:
+        db = r.database
+        kind = "FIXTURE database (made here, no real advisories)" if db.fixture else "database"
+        age = f"{db.age_hours:.0f} h old" + (
+            f", too old but exempt: {db.exempt}" if db.exempt else ""
+        )
+        counts: dict[str, int] = {}
+        for v in r.verdicts:
+            counts[v.verdict] = counts.get(v.verdict, 0) + 1
+        tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no findings"
+        notes.append(
+            f"{r.target}: {'PASSED' if r.passed else 'FAILED'} ({tally}); {kind} {age}; "
+            f"reports in {Path(r.reports['json']).parent}"
+        )
+    if hidden:
+        notes.append(f"{hidden} finding(s) below the policy's bar not shown (see --format json).")
+    return Report(
+        title="Scan (Trivy: vuln, secret, misconfig; verdicts from scan-policy.toml)",
+        columns=columns(
+            "image",
+            "id",
+            "package / where",
+            "installed",
+            "fixed",
+            "severity",
+            "verdict",
+            "why",
+            no_wrap=("image", "id"),
+        ),
+        rows=tuple(rows),
+        notes=tuple(notes),
+        data=[
+            {
+                "image": r.target.image,
+                "variant": r.target.variant,
+                "image_id": r.image_id,
+                "passed": r.passed,
+                "database": {**dataclasses.asdict(r.database), "path": str(r.database.path)},
+                "problems": list(r.problems),
+                "reports": dict(r.reports),
+                "record": str(r.record),
+                "findings": [
+                    {**dataclasses.asdict(v.finding), "verdict": v.verdict, "why": v.why}
+                    for v in r.verdicts
+                ],
+            }
+            for r in results
+        ],
+    )
+
+
+def lint_report(findings: Sequence[LintFinding]) -> Report:
+    failing = [f for f in findings if f.failing]
+    note = (
+        "No finding at warning or above."
+        if not failing
+        else f"{len(failing)} finding(s) at warning or above: lint fails."
+    )
+    return Report(
+        title="Lint (hadolint, trivy config, compose-spec)",
+        columns=columns("tool", "file", "line", "code", "level", "message", right=("line",)),
+        rows=tuple(
+            (f.tool, f.file, str(f.line or ""), f.code, f.level, f.message) for f in findings
+        ),
+        notes=(note,),
+        data=[{**dataclasses.asdict(f), "failing": f.failing} for f in findings],
     )

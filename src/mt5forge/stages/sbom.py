@@ -97,7 +97,9 @@ def image_artifacts(
     """The artifacts the image's labels name, matched by sha256 to what this run verified."""
     by_sha = {a.sha256: a for a in artifacts}
     prefix = "org.mt5forge.artifact."
-    keys = sorted({k[len(prefix) :].rsplit(".", 1)[0] for k in image_labels if k.startswith(prefix)})
+    keys = sorted(
+        {k[len(prefix) :].rsplit(".", 1)[0] for k in image_labels if k.startswith(prefix)}
+    )
     facts: list[ArtifactFacts] = []
     problems: list[str] = []
     for key in keys:
@@ -158,6 +160,7 @@ def sbom_all(
             f"The SBOM of {len(failed)} image(s) failed:\n  " + "\n  ".join(lines),
             hint="Pinned requirements and installed packages must agree; rebuild after changing "
             "a pin, and pin what is installed.",
+            results=tuple(results),
         )
     return results
 
@@ -244,7 +247,9 @@ def _one(
 
 class SbomStage:
     name: ClassVar[str] = "sbom"
-    summary: ClassVar[str] = "one validated CycloneDX 1.6 SBOM per image, artifacts and wheels added"
+    summary: ClassVar[str] = (
+        "one validated CycloneDX 1.6 SBOM per image, artifacts and wheels added"
+    )
     needs: ClassVar[tuple[str, ...]] = ("fetch", "build")
 
     def run(self, job: Job) -> tuple[SbomResult, ...]:

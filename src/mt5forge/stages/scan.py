@@ -171,6 +171,7 @@ def scan_all(
             f"The scan gate failed for {len(failed)} image(s):\n  " + "\n  ".join(lines),
             hint=f"Fix the image, or accept a finding in {policy.path} with a reason and an "
             "expiry date (secrets cannot be accepted).",
+            results=tuple(results),
         )
     return results
 
@@ -231,9 +232,7 @@ def _one(
             f"older than the policy's {policy.max_db_age_hours} h"
         )
 
-    vex_doc = openvex(
-        verdicts, document_id=f"urn:mt5forge:vex:{b.image_id}", timestamp=now
-    )
+    vex_doc = openvex(verdicts, document_id=f"urn:mt5forge:vex:{b.image_id}", timestamp=now)
     vex_path = atomic_write(out_dir / "vex.openvex.json", dumps(vex_doc))
     vex_agrees: bool | None = None
     if vex_doc["statements"]:
@@ -268,8 +267,12 @@ def _one(
             "reference": b.reference,
             "trivy": report.version,
             "scanners": list(SCANNERS),
-            "policy": {"path": str(policy.path), "sha256": policy_sha, "fail_on": policy.fail_on,
-                       "only_fixed": policy.only_fixed},  # fmt: skip
+            "policy": {
+                "path": str(policy.path),
+                "sha256": policy_sha,
+                "fail_on": policy.fail_on,
+                "only_fixed": policy.only_fixed,
+            },
             "database": {**dataclasses.asdict(db), "path": str(db.path)},
             "verdicts": counts,
             "findings": [

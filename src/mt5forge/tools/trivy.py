@@ -175,9 +175,7 @@ def cyclonedx(reference: str, *, cache_dir: Path, timeout: float = 900) -> dict[
 
 def convert(report: Path, fmt: str, *, timeout: float = 120) -> bytes:
     """``trivy convert``: the same JSON report in another format (``sarif``), no second scan."""
-    return call(
-        "trivy", "convert", "--quiet", "--format", fmt, str(report), timeout=timeout
-    ).stdout
+    return call("trivy", "convert", "--quiet", "--format", fmt, str(report), timeout=timeout).stdout
 
 
 def scan_config(path: Path, *, cache_dir: Path, timeout: float = 300) -> TrivyReport:

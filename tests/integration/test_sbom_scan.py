@@ -1,0 +1,272 @@
+"""The sbom and scan gates against the five real images, the real Trivy binary and real
+CycloneDX validation. The vulnerability database is a fixture (made-up advisories, written at
+test time by mt5forge.fixtures.trivydb) against packages really in the images."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import secrets
+import string
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mt5forge.config import Settings
+from mt5forge.errors import ScanError
+from mt5forge.fixtures.trivydb import Advisory, write_db
+from mt5forge.images import Target
+from mt5forge.records import read_record, require
+from mt5forge.scanpolicy import load_policy
+from mt5forge.stages import run_stages, select
+from mt5forge.stages.build import BuildResult
+from mt5forge.stages.scan import ScanResult, database, scan_all
+from mt5forge.tools import trivy
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAKE_CVE = "CVE-2099-41001"
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def sboms(built: Any) -> dict[str, Any]:
+    """The sbom stage over every built image, as `invoke sbom` runs it (given the earlier
+    stages' results of the session's run)."""
+    results = run_stages(built.settings, select(["sbom"]), given=built.results)
+    return {str(r.target): r for r in results["sbom"]}
+
+
+def _policy(tmp_path: Path, ignores: str = "", extra: str = "") -> Path:
+    repo_rules = Path(__file__).resolve().parents[2] / "scan-secrets.yaml"
+    (tmp_path / "scan-secrets.yaml").write_text(repo_rules.read_text())
+    path = tmp_path / "scan-policy.toml"
+    path.write_text(f'fail_on = "HIGH"\n{extra}\n{ignores}\n')
+    return path
+
+
+def _settings_with_db(built: Any, db_root: Path) -> Settings:
+    return dataclasses.replace(
+        built.settings, scan=dataclasses.replace(built.settings.scan, db_dir=str(db_root))
+    )
+
+
+@pytest.fixture(scope="module")
+def fake_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fixture database with one made-up HIGH advisory against bash's source package (bash
+    is in every image) and a LOW one against apt."""
+    root = tmp_path_factory.mktemp("trivy-db")
+    write_db(
+        root,
+        [
+            Advisory(id=FAKE_CVE, source_package="bash", fixed_version="99.0-1"),
+            Advisory(id="CVE-2099-41002", source_package="apt", fixed_version="99", severity="LOW"),
+        ],
+    )
+    return root
+
+
+def test_every_sbom_validates_and_carries_debian_python_and_artifacts(
+    built: Any, sboms: dict[str, Any]
+) -> None:
+    assert set(sboms) == set(built.first)
+    for name, r in sboms.items():
+        assert r.passed, r.problems
+        doc = json.loads(r.path.read_text())
+        assert doc["specVersion"] == "1.6"
+        purls = [c.get("purl", "") for c in doc["components"]]
+        assert sum(p.startswith("pkg:deb/debian/") for p in purls) > 50, name
+        root = doc["metadata"]["component"]
+        assert root["type"] == "container" and root["version"] == r.image_id
+        props = {p["name"]: p["value"] for p in root.get("properties", [])}
+        assert props["mt5forge:variant"] == r.target.variant
+        record = read_record(built.settings.run_dir, "sbom", r.image_id)
+        assert record is not None and record.passed
+
+
+def test_terminal_sbom_has_every_pinned_artifact_hash_and_the_windows_wheels(
+    built: Any, sboms: dict[str, Any]
+) -> None:
+    fetched = {a.name: a for a in built.results["fetch"].artifacts}
+    for variant in ("slim", "secure"):
+        doc = json.loads(sboms[f"terminal:{variant}"].path.read_text())
+        comps = doc["components"]
+        hashes = {h["content"] for c in comps for h in c.get("hashes", [])}
+        for a in fetched.values():
+            assert a.sha256 in hashes, f"{a.name} missing from terminal:{variant}'s SBOM"
+        origins = {
+            c["name"]: {p["name"]: p["value"] for p in c.get("properties", [])}
+            for c in comps
+            if c.get("purl", "").startswith("pkg:generic/")
+        }
+        assert origins["python-windows"]["mt5forge:origin"] == "real-from-PyPI"
+        assert origins["mt5setup"]["mt5forge:origin"] == "fixture"
+        wheels = {
+            c["name"].lower(): c
+            for c in comps
+            if c.get("purl", "").startswith("pkg:pypi/")
+            and any(p["value"].startswith("win_amd64") for p in c.get("properties", []))
+        }
+        assert {"metatrader5", "numpy", "rpyc"} <= set(wheels)
+        assert wheels["metatrader5"]["hashes"][0]["content"] == (
+            "b94b1f8f52087ae36dfac5f352a96f5d04fe308704d9515f82cf5d1470bc31d4"
+        )
+
+
+def test_scan_fails_on_a_fixture_cve_naming_it(
+    built: Any, sboms: dict[str, Any], fake_db: Path, tmp_path: Path
+) -> None:
+    b = built.first["bot:slim"]
+    with pytest.raises(ScanError) as info:
+        scan_all(
+            _settings_with_db(built, fake_db),
+            built=[b],
+            sboms=[sboms["bot:slim"]],
+            policy_path=_policy(tmp_path),
+        )
+    assert FAKE_CVE in str(info.value) and "bash" in str(info.value)
+    (result,) = info.value.results  # type: ignore[misc]
+    assert isinstance(result, ScanResult) and not result.passed
+    low = [v for v in result.verdicts if v.finding.id == "CVE-2099-41002"]
+    assert low and all(v.verdict == "pass" for v in low)
+    record = read_record(built.settings.run_dir, "scan", b.image_id)
+    assert record is not None and not record.passed
+    assert record["database"]["fixture"] is True
+    sarif = json.loads(Path(result.reports["sarif"]).read_text())
+    assert sarif["version"] == "2.1.0"
+
+
+def test_ignore_with_future_expiry_passes_and_trivy_agrees_through_vex(
+    built: Any, sboms: dict[str, Any], fake_db: Path, tmp_path: Path
+) -> None:
+    until = (NOW.date() + dt.timedelta(days=30)).isoformat()
+    policy = _policy(
+        tmp_path,
+        f'[[ignore]]\nid = "{FAKE_CVE}"\npackage = "bash"\n'
+        f'reason = "Made-up advisory for the test; bash is not run by the bot."\n'
+        f"expires = {until}\n",
+    )
+    b = built.first["bot:slim"]
+    (result,) = scan_all(
+        _settings_with_db(built, fake_db), built=[b], sboms=[sboms["bot:slim"]], policy_path=policy
+    )
+    assert result.passed
+    ignored = [v for v in result.verdicts if v.verdict == "ignored"]
+    assert {v.finding.id for v in ignored} == {FAKE_CVE}
+    # Trivy itself, given the VEX the gate wrote, no longer reports the CVE.
+    again = trivy.scan_image(
+        b.image_id, scanners=("vuln",), cache_dir=fake_db, vex=(Path(result.reports["vex"]),)
+    )
+    assert FAKE_CVE not in {f.id for f in again.findings}
+    without = trivy.scan_image(b.image_id, scanners=("vuln",), cache_dir=fake_db)
+    assert FAKE_CVE in {f.id for f in without.findings}
+    record = read_record(built.settings.run_dir, "scan", b.image_id)
+    assert record is not None and record.passed and record["vex_agrees"] is True
+
+
+def test_expired_ignore_fails_and_says_so(
+    built: Any, sboms: dict[str, Any], fake_db: Path, tmp_path: Path
+) -> None:
+    policy = _policy(
+        tmp_path,
+        f'[[ignore]]\nid = "{FAKE_CVE}"\n'
+        'reason = "Accepted once, for a while; the while is over."\nexpires = 2026-01-31\n',
+    )
+    with pytest.raises(ScanError, match="expired on 2026-01-31"):
+        scan_all(
+            _settings_with_db(built, fake_db),
+            built=[built.first["terminal-sim:slim"]],
+            sboms=[sboms["terminal-sim:slim"]],
+            policy_path=policy,
+        )
+
+
+def test_an_old_database_fails_the_real_profile_only(built: Any, tmp_path: Path) -> None:
+    root = tmp_path / "old-db"
+    write_db(root, [], updated_at=NOW - dt.timedelta(days=10))
+    settings = _settings_with_db(built, root)
+    policy = load_policy(_policy(tmp_path))
+    real = database(settings, "upstream", policy, NOW)
+    assert real.too_old and not real.exempt and real.age_hours > 230
+    fixture = database(settings, "fixture", policy, NOW)
+    assert fixture.too_old and "fixture" in fixture.exempt
+
+
+def test_no_database_is_a_clear_error(built: Any, tmp_path: Path) -> None:
+    settings = _settings_with_db(built, tmp_path / "empty")
+    with pytest.raises(ScanError, match="No Trivy vulnerability database"):
+        database(settings, "upstream", load_policy(_policy(tmp_path)), NOW)
+
+
+def _leaky_image(docker_client: Any, base_ref: str, password: str) -> Any:
+    """A private key and an MT5_PASSWORD line in one layer, deleted in the next."""
+    key_pem = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(
+            "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(70))
+            for _ in range(6)
+        )
+        + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    files = {
+        "Dockerfile": (
+            f"FROM {base_ref}\nCOPY secrets/ /opt/app/\n"
+            "RUN rm -rf /opt/app/id_ed25519 /opt/app/account.env\n"
+            "USER 1000:1000\n"
+            'HEALTHCHECK CMD ["true"]\n'
+        ),
+        "secrets/id_ed25519": key_pem,
+        "secrets/account.env": f"MT5_LOGIN=51234567\nMT5_PASSWORD={password}\n",
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    image, _ = docker_client.images.build(
+        fileobj=buf, custom_context=True, tag="mt5forge-test/leaky:1", rm=True
+    )
+    return image
+
+
+def test_secrets_in_a_layer_deleted_later_fail_naming_the_layer(
+    built: Any, docker_client: Any, tmp_path: Path
+) -> None:
+    password = "Tr4d3" + "".join(secrets.choice(string.ascii_letters) for _ in range(12))
+    image = _leaky_image(docker_client, built.base.reference, password)
+    try:
+        b = BuildResult(
+            target=Target(image="bot", variant="slim"),
+            reference="mt5forge-test/leaky:1",
+            image_id=image.id,
+            size=0,
+            layers=0,
+            seconds=0,
+            steps=0,
+            cached=0,
+            record=tmp_path / "none",
+            log_file=tmp_path / "none",
+        )
+        with pytest.raises(ScanError) as info:
+            scan_all(built.settings, built=[b], policy_path=_policy(tmp_path))
+        text = str(info.value)
+        assert "mt5-password" in text and "opt/app/account.env" in text
+        assert "private-key" in text and "opt/app/id_ed25519" in text
+        assert "layer 2/" in text and "COPY" in text
+        # The report and the record name the secret, never carry it.
+        (result,) = info.value.results  # type: ignore[misc]
+        record = read_record(built.settings.run_dir, "scan", image.id)
+        assert record is not None
+        for blob in (text, json.dumps(record.data), Path(result.reports["json"]).read_text()):
+            assert password not in blob
+        with pytest.raises(Exception, match="failed: scan"):
+            require(built.settings.run_dir, image.id, ["scan"])
+    finally:
+        docker_client.images.remove(image.id, force=True)
