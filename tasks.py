@@ -8,6 +8,7 @@ from mt5forge.tasks import fetch as fetch_tasks
 from mt5forge.tasks import lint as lint_tasks
 from mt5forge.tasks import sbom as sbom_tasks
 from mt5forge.tasks import scan as scan_tasks
+from mt5forge.tasks import verify as verify_tasks
 
 ns = Collection()
 ns.add_task(engine.engine)
@@ -18,6 +19,7 @@ ns.add_task(fetch_tasks.pin)
 ns.add_task(build_tasks.build)
 ns.add_task(sbom_tasks.sbom)
 ns.add_task(scan_tasks.scan)
+ns.add_task(verify_tasks.verify)
 ns.add_task(lint_tasks.lint)
 ns.add_task(certs.certs)
 ns.add_task(demo.demo)

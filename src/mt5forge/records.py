@@ -33,6 +33,7 @@ __all__ = [
     "SbomRecord",
     "ScanRecord",
     "StageRecord",
+    "VerifyRecord",
     "image_key",
     "iter_records",
     "read_record",
@@ -113,11 +114,24 @@ class ScanRecord(StageRecord):
     )
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VerifyRecord(StageRecord):
+    """Every check put to the image, its outcome, and which terminal answered."""
+
+    required: ClassVar[tuple[str, ...]] = ("image", "variant", "reference", "terminal", "checks")
+
+    @property
+    def terminal(self) -> str:
+        """``simulator``, ``fixture terminal`` or ``real terminal``."""
+        return str(self.data["terminal"])
+
+
 #: The record type of each stage; a stage without an entry reads as a plain StageRecord.
 RECORD_TYPES: dict[str, type[StageRecord]] = {
     "build": BuildRecord,
     "sbom": SbomRecord,
     "scan": ScanRecord,
+    "verify": VerifyRecord,
 }
 
 

@@ -85,12 +85,13 @@ def _pipeline() -> tuple[Stage, ...]:
     from mt5forge.stages.fetch import FetchStage
     from mt5forge.stages.sbom import SbomStage
     from mt5forge.stages.scan import ScanStage
+    from mt5forge.stages.verify import VerifyStage
 
-    return (BaseStage(), FetchStage(), BuildStage(), SbomStage(), ScanStage())
+    return (BaseStage(), FetchStage(), BuildStage(), SbomStage(), ScanStage(), VerifyStage())
 
 
 PIPELINE: tuple[Stage, ...] = _pipeline()
-"""Every stage, in the order a run takes them. verify, push and sign join here."""
+"""Every stage, in the order a run takes them. push and sign join here."""
 
 
 def stage_names() -> list[str]:

@@ -1,0 +1,115 @@
+"""What a secret looks like: by key name (``MT5_PASSWORD=...``, which Trivy's value-shape rules
+miss), by value shape (private keys, tokens), by file name, and by the run's own canaries.
+
+A hit names the rule and where, never the secret: the matched text is cut to a short prefix so a
+report cannot become the leak it describes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Sequence
+
+#: Names whose value is a credential. ``*_FILE`` names point at a secret file, not a secret.
+SECRET_KEY = re.compile(
+    r"(?i)^(?!.*_FILE$)(?:.*(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|"
+    r"CREDENTIAL)S?.*|MT5_LOGIN|MT5_SERVER|VNC_PASSWORD|MT5_INVESTOR)$"
+)
+
+_KEYS = (
+    rb"(?:(?:MT5|VNC|X11VNC|NOVNC)_[A-Z0-9_]*(?:PASSWORD|LOGIN|INVESTOR|TOKEN|SECRET)|"
+    rb"[A-Z0-9_]*(?:PASSWORD|PASSWD|API_KEY|SECRET_KEY|ACCESS_TOKEN|AUTH_TOKEN))"
+)
+_VALUE = rb"[ \t]*=[ \t]*[\"']?([^\s\"'$`{}()<>]{4,})(?=[\"'\s]|$)"
+
+#: ``KEY=value`` at the start of a line (env files, shell scripts, Dockerfile ENV): file contents.
+_ASSIGN_LINE = re.compile(rb"(?m)^[ \t]*(?:export[ \t]+)?(" + _KEYS + rb")" + _VALUE)
+
+#: ``KEY=value`` anywhere (history: ``ENV K=v``, ``|2 K=v /bin/sh -c ...`` for build args).
+_ASSIGN_ANY = re.compile(rb"(?<![A-Za-z0-9_])(" + _KEYS + rb")" + _VALUE)
+
+#: Values that are secrets whatever their key: the usual token and key shapes.
+VALUE_RULES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    (
+        "private key",
+        re.compile(
+            rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----\r?\n"
+            rb"(?:[A-Za-z0-9+/=:, -]*\r?\n)?[A-Za-z0-9+/=\r\n]{64}"
+        ),
+    ),
+    ("GitHub token", re.compile(rb"\bgh[pousr]_[A-Za-z0-9]{36,}")),
+    ("AWS access key", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("Slack token", re.compile(rb"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("PyPI token", re.compile(rb"\bpypi-AgE[A-Za-z0-9_-]{50,}")),
+    ("JWT", re.compile(rb"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
+)
+
+#: Values of a secret-named key that are placeholders, not secrets.
+_PLACEHOLDERS = re.compile(rb"(?i)^(?:\*+|x+|none|null|changeme|example|placeholder|<[^>]*>)$")
+
+#: File names that hold credentials by convention.
+SECRET_NAMES = re.compile(
+    r"(?:^|/)(?:id_rsa|id_dsa|id_ecdsa|id_ed25519|\.netrc|\.git-credentials|\.pypirc|\.npmrc|"
+    r"\.env|credentials(?:\.json)?|[^/]*\.(?:p12|pfx|keystore)|"
+    r"(?:mt5|vnc)_(?:password|login|token)[^/]*)$"
+)
+
+_SHOW = 6
+
+
+def redact(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return text[:_SHOW] + "..." if len(text) > _SHOW else "..."
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hit:
+    rule: str
+    where: str
+    sample: str
+    """A redacted prefix of what matched."""
+
+    def __str__(self) -> str:
+        return f"{self.rule} in {self.where} ({self.sample})"
+
+
+class Scanner:
+    """Every rule, plus the literal canaries of this run, over bytes."""
+
+    def __init__(self, canaries: Sequence[str] = ()) -> None:
+        self.canaries = tuple(c.encode() for c in canaries if c)
+        self._canary = (
+            re.compile(b"|".join(re.escape(c) for c in self.canaries)) if self.canaries else None
+        )
+
+    def scan(self, data: bytes, where: str, *, anywhere: bool = False) -> Iterator[Hit]:
+        """Hits in ``data``: key-name rules at line starts (file contents), or ``anywhere``
+        (history, labels)."""
+        assign = _ASSIGN_ANY if anywhere else _ASSIGN_LINE
+        for rule, pattern in VALUE_RULES:
+            m = pattern.search(data)
+            if m:
+                yield Hit(rule=rule, where=where, sample=redact(m.group(0)))
+        for m in assign.finditer(data):
+            if not _PLACEHOLDERS.match(m.group(2)):
+                key = m.group(1).decode("ascii", "replace")
+                yield Hit(rule=f"credential by key name {key}", where=where, sample=redact(m[2]))
+                break
+        if self._canary is not None:
+            m = self._canary.search(data)
+            if m:
+                yield Hit(rule="run-time canary", where=where, sample=redact(m.group(0)))
+
+    def scan_pairs(self, pairs: Iterable[tuple[str, str]], where: str) -> Iterator[Hit]:
+        """``KEY=value`` pairs (environment, labels): the key's name counts as much as the
+        value's shape."""
+        for key, value in pairs:
+            if SECRET_KEY.match(key) and value and not _PLACEHOLDERS.match(value.encode()):
+                yield Hit(rule=f"credential by key name {key}", where=where, sample=redact(value))
+            yield from self.scan(f"{key}={value}".encode(), f"{where} {key}", anywhere=True)
+
+    def name_hit(self, path: str, where: str) -> Hit | None:
+        if SECRET_NAMES.search(path):
+            return Hit(rule="credential file name", where=f"{where} {path}", sample="")
+        return None
