@@ -27,9 +27,9 @@ LABELS = {"org.mt5forge.bench": "terminal"}
 SIM_ENV = {"MT5_LOGIN": "10000001", "MT5_PASSWORD": "bench-only-pw", "MT5_SERVER": "Sim"}
 
 ROUND_TRIP = """
-import json, sys, time, mt5bridge.client as mt5
+import json, sys, time, mt5bridge.remote as remote
 n = int(sys.argv[1])
-b = mt5.Bridge("127.0.0.1", 18812)
+b = remote.Bridge("127.0.0.1", 18812)
 out = {}
 for name in ("version", "last_error"):
     fn = getattr(b, name)

@@ -59,7 +59,7 @@ class PairResult:
     """When the bot's login failed: the ``last_error()`` it read through the bridge, i.e. the
     backend's own answer (the real MetaTrader5 package's, for ``backend == "metatrader5"``)."""
     status: Mapping[str, Any] | None = None
-    """The bridge's ``status`` (mt5bridge.client.status), read from the bot's namespace."""
+    """The bridge's ``status`` (mt5bridge.remote.status), read from the bot's namespace."""
 
 
 def _secret_files(root: Path, values: dict[str, str]) -> None:
@@ -94,7 +94,7 @@ def _wait_for_bridge(container: Any, timeout: float) -> str:
 #: How the reference bot logs a refused initialize (mt5bot.bot._log_in, then run's retry line).
 _INIT_FAILED = re.compile(rb"initialize failed: \((-?\d+)\) (.*?)\); retrying")
 
-_STATUS_PROBE = "import json, mt5bridge.client as mt5\nprint(json.dumps(mt5.status()))\n"
+_STATUS_PROBE = "import json, mt5bridge.remote as r\nprint(json.dumps(r.status()))\n"
 
 
 def _wait_for_bot(bot: Any, timeout: float) -> tuple[int | None, re.Match[bytes] | None]:

@@ -41,10 +41,10 @@ PROBE = (
     "except OSError as e:\n    print('REFUSED', type(e).__name__)\n"
 )
 ASK = (
-    "import json, mt5bridge.client as mt5\n"
+    "import json, mt5bridge.client as mt5, mt5bridge.remote as remote\n"
     "ok = mt5.initialize()\n"
     "err = mt5.last_error()\n"
-    "print(json.dumps({'initialize': ok, 'last_error': list(err), 'status': mt5.status()}))\n"
+    "print(json.dumps({'initialize': ok, 'last_error': list(err), 'status': remote.status()}))\n"
 )
 
 

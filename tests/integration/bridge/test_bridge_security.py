@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-import mt5bridge.client as mt5
+import mt5bridge.remote as mt5
 import pytest
 import rpyc
 from conftest import (
@@ -58,6 +58,8 @@ def test_classic_mode_serves_mt5linux_clients_when_asked(
         conn.close()
     # Our own clients still work on the same port, against the same simulator.
     bridge = mt5.Bridge("127.0.0.1", server.port)
+    # Its own session: it initializes as any MetaTrader5 client does.
+    assert bridge.initialize(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER)
     assert bridge.account_info().login == SIM_LOGIN
     bridge.close()
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import SIM_LOGIN, SIM_PASSWORD, SIM_SERVER, RunningServer, sim_env
-from mt5bridge.client import Bridge
 from mt5bridge.handshake import MAGIC, RPYC_VERSION
+from mt5bridge.remote import Bridge
 
 REPO = Path(__file__).resolve().parents[3]
 HEALTHCHECK = REPO / "build" / "common" / "mt5-healthcheck"

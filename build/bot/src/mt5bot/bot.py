@@ -16,8 +16,8 @@ import threading
 from typing import Any
 
 from mt5bridge import constants as C
-from mt5bridge.client import Bridge
 from mt5bridge.errors import BridgeError
+from mt5bridge.remote import Bridge
 from mt5bridge.tls import TlsFiles
 
 from mt5bot import logs, whereami

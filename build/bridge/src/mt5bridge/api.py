@@ -1,4 +1,7 @@
-"""The exposed surface: the MetaTrader5 functions the bridge answers, by name, and nothing else."""
+"""The exposed surface: the MetaTrader5 functions the bridge answers, by name, and nothing else.
+
+These are the 32 functions of the real package's `_core` extension (its PyMethodDef table in
+the pinned wheel); test_client_surface.py checks that this set is exactly that table."""
 
 from __future__ import annotations
 
@@ -35,5 +38,8 @@ EXPOSED_CALLS: Final[frozenset[str]] = frozenset(
         "history_orders_get",
         "history_deals_total",
         "history_deals_get",
+        "market_book_add",
+        "market_book_get",
+        "market_book_release",
     }
 )

@@ -1,453 +1,378 @@
-"""The bridge client, with the call shape of the `MetaTrader5` module.
+"""The `MetaTrader5` module, answered through a bridge: change the import, nothing else.
 
-    import mt5bridge.client as mt5
+    import mt5bridge.client as mt5          # instead of: import MetaTrader5 as mt5
 
-    mt5.connect("127.0.0.1", 18812)          # optional: defaults come from MT5_BRIDGE_* vars
     if not mt5.initialize(login=..., password=..., server=...):
-        print(mt5.last_error())
-    print(mt5.status())                      # extra: the bridge's own state (see status())
-    rates = mt5.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 1000)  # a numpy array
+        print("initialize() failed, error code =", mt5.last_error())
+    rates = mt5.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 1000)
 
-Results are local values: named tuples with the terminal's field names, numpy structured arrays,
-plain numbers and strings. Nothing returned is a proxy into the server. Bridge failures (cannot
-connect, connection lost, handshake refused) raise BridgeError subclasses; MetaTrader5 failures
-are reported as the MetaTrader5 module reports them, through return values and last_error().
+The surface is the real package's, and only that: its functions, its constants with their
+values, its record types (SymbolInfo, TradePosition, ... with the real field order),
+`__author__`, `__version__` and its Buy/Sell/Close helpers. tests/integration/bridge/
+test_client_surface.py compares it with the pinned wheel's and fails on any difference. One name
+is added:
+
+    connect(host=None, port=None, *, tls=None, server_name=None, timeout=60.0)
+        Point the module at a bridge. Whatever is not given comes from the environment:
+        MT5_BRIDGE_HOST (127.0.0.1), MT5_BRIDGE_PORT (18812), MT5_BRIDGE_TLS_CA/_CERT/_KEY
+        (mutual TLS, all three or none) and MT5_BRIDGE_TLS_SERVER_NAME. Without connect() the
+        module uses the environment alone. The connection opens on the next call.
+
+Failures come back as the real package reports them, never as exceptions: a bridge that cannot
+be reached makes initialize() return False with last_error() (-10003, "IPC initialize failed,
+..."), other calls None/False with (-10004, "No IPC connection"). Calls with the wrong shape raise
+TypeError as the real C functions do (arguments to a no-argument function, keywords to a
+positional-only one). The bridge's own state (not a MetaTrader5 call) is
+mt5bridge.remote.status(). Each client connection is its own session on the bridge: another
+client's shutdown() or failed login leaves this one's alone.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import ssl
-import threading
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import os as _os
+import threading as _threading
+from typing import Any as _Any
 
-import rpyc  # type: ignore[import-untyped]
-from rpyc.core.stream import SocketStream  # type: ignore[import-untyped]
-
-from mt5bridge import codec
-from mt5bridge.constants import *  # noqa: F403  # the MetaTrader5 constants, as the real module has
-from mt5bridge.errors import (
-    BridgeConnectionError,
-    BridgeError,
-    HandshakeError,
-    NotExposedError,
-    RemoteError,
+from mt5bridge import remote as _remote
+from mt5bridge import terms as _terms
+from mt5bridge.constants import *  # noqa: F403  # exactly the real package's constants
+from mt5bridge.constants import PACKAGE_AUTHOR as _PACKAGE_AUTHOR
+from mt5bridge.constants import PACKAGE_VERSION as _PACKAGE_VERSION
+from mt5bridge.errors import BridgeError as _BridgeError
+from mt5bridge.mt5types import (
+    AccountInfo,
+    BookInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
 )
-from mt5bridge.handshake import RPYC_VERSION, client_handshake
-from mt5bridge.service import ERR, OK, PASSTHROUGH_ERRORS, RPYC_CONFIG
-from mt5bridge.tls import TlsFiles, client_context
+from mt5bridge.tls import TlsFiles as _TlsFiles
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 18812
+__version__ = _PACKAGE_VERSION
+__author__ = _PACKAGE_AUTHOR
 
+_RECORDS = (AccountInfo, BookInfo, OrderCheckResult, OrderSendResult, SymbolInfo, TerminalInfo,
+            Tick, TradeDeal, TradeOrder, TradePosition, TradeRequest)  # fmt: skip
 
-class Bridge:
-    """One connection to a bridge server. Reconnects on the next call after a loss."""
-
-    def __init__(
-        self,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
-        *,
-        tls: TlsFiles | None = None,
-        server_name: str | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self._tls = tls
-        self._server_name = server_name or host
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
-        self._conn: Any = None
-        self._remote_call: Any = None
-        self._remote_status: Any = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Bridge:
-        """A Bridge configured by MT5_BRIDGE_HOST, _PORT, _TLS_CA, _TLS_CERT, _TLS_KEY and
-        _TLS_SERVER_NAME."""
-        env = os.environ if environ is None else environ
-        parts = [env.get(f"MT5_BRIDGE_TLS_{p}") for p in ("CA", "CERT", "KEY")]
-        if any(parts) and not all(parts):
-            raise BridgeError("mutual TLS needs MT5_BRIDGE_TLS_CA, _CERT and _KEY together")
-        tls = None
-        if all(parts):
-            ca, cert, key = (Path(p) for p in parts if p)
-            tls = TlsFiles(ca=ca, cert=cert, key=key)
-        port_text = env.get("MT5_BRIDGE_PORT", str(DEFAULT_PORT))
-        if not port_text.isdigit():
-            raise BridgeError(f"MT5_BRIDGE_PORT must be a port number, got {port_text!r}")
-        return cls(
-            env.get("MT5_BRIDGE_HOST", DEFAULT_HOST),
-            int(port_text),
-            tls=tls,
-            server_name=env.get("MT5_BRIDGE_TLS_SERVER_NAME"),
-        )
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None and not self._conn.closed
-
-    def connect(self) -> None:
-        """Open the connection now (calls open it on demand anyway)."""
-        with self._lock:
-            self._connect_locked()
-
-    def _connect_locked(self) -> None:
-        if self.connected:
-            return
-        where = f"{self.host}:{self.port}"
-        try:
-            raw = socket.create_connection((self.host, self.port), timeout=self._connect_timeout)
-        except OSError as exc:
-            raise BridgeConnectionError(f"cannot reach the bridge at {where}: {exc}") from exc
-        sock: socket.socket = raw
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tls is not None:
-                sock = client_context(self._tls).wrap_socket(raw, server_hostname=self._server_name)
-            client_handshake(sock, rpyc_version=RPYC_VERSION)
-            sock.settimeout(None)
-            config = dict(RPYC_CONFIG, sync_request_timeout=self._timeout)
-            conn = rpyc.connect_stream(SocketStream(sock), rpyc.VoidService, config=config)
-            self._remote_call = conn.root.call
-            self._remote_status = conn.root.status
-            self._conn = conn
-        except HandshakeError:
-            sock.close()
-            raise
-        except (ssl.SSLError, OSError, EOFError) as exc:
-            sock.close()
-            raise BridgeConnectionError(
-                f"the bridge at {where} refused or dropped the connection: {exc}"
-            ) from exc
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                finally:
-                    self._conn = None
-                    self._remote_call = None
-                    self._remote_status = None
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run the exposed MetaTrader5 call `name` on the server and return its result."""
-        payload_args = codec.encode(args)
-        payload_kwargs = codec.encode(kwargs)
-        with self._lock:
-            self._connect_locked()
-            try:
-                reply = self._remote_call(name, payload_args, payload_kwargs)
-            except (EOFError, OSError, TimeoutError) as exc:
-                self._drop()
-                raise BridgeConnectionError(f"lost the bridge during {name}: {exc}") from exc
-        return self._unwrap(name, reply)
-
-    def status(self) -> dict[str, Any]:
-        """Extra (not in the MetaTrader5 module): the bridge's own state, as plain data.
-
-        Keys: ``backend`` ("metatrader5" or "simulator"), ``bridge`` and ``protocol`` (the
-        server's mt5bridge version), ``package`` (the backend module's version), ``runtime``
-        (Python version, platform, Wine version when under Wine), ``terminal`` (the
-        supervisor's state of the terminal process: ``state`` is up, restarting, gave-up,
-        unknown or simulated), ``connected`` (whether the last initialize/login/shutdown
-        through this bridge left it connected) and ``last_error`` (``[code, message]``, the
-        backend's own ``last_error()`` at the time of the call).
-        """
-        with self._lock:
-            self._connect_locked()
-            try:
-                reply = self._remote_status()
-            except (EOFError, OSError, TimeoutError) as exc:
-                self._drop()
-                raise BridgeConnectionError(f"lost the bridge during status: {exc}") from exc
-        result = self._unwrap("status", reply)
-        if type(result) is not dict:
-            raise BridgeError("malformed reply to status")
-        return result
-
-    def _unwrap(self, name: str, reply: Any) -> Any:
-        if type(reply) is not tuple or not reply:
-            raise BridgeError(f"malformed reply to {name}")
-        if reply[0] == OK and len(reply) == 2:
-            return codec.decode(reply[1])
-        if reply[0] == ERR and len(reply) == 3:
-            kind, message = str(reply[1]), str(reply[2])
-            if kind == "NotExposed":
-                raise NotExposedError(message)
-            if kind == "TypeError":
-                raise TypeError(message)
-            if kind == "ValueError":
-                raise ValueError(message)
-            assert kind not in PASSTHROUGH_ERRORS  # noqa: S101
-            raise RemoteError(kind, message)
-        raise BridgeError(f"malformed reply to {name}")
-
-    def _drop(self) -> None:
-        conn, self._conn, self._remote_call = self._conn, None, None
-        self._remote_status = None
-        if conn is not None:
-            # Already broken; closing is best effort.
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    # The MetaTrader5 API. Signatures are open (*args, **kwargs) on purpose: the server's
-    # backend (the real package or the simulator) decides what is valid, as the real one would.
-    def initialize(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("initialize", *args, **kwargs)
-
-    def login(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("login", *args, **kwargs)
-
-    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("shutdown", *args, **kwargs)
-
-    def version(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("version", *args, **kwargs)
-
-    def last_error(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("last_error", *args, **kwargs)
-
-    def terminal_info(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("terminal_info", *args, **kwargs)
-
-    def account_info(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("account_info", *args, **kwargs)
-
-    def symbols_total(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("symbols_total", *args, **kwargs)
-
-    def symbols_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("symbols_get", *args, **kwargs)
-
-    def symbol_info(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("symbol_info", *args, **kwargs)
-
-    def symbol_info_tick(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("symbol_info_tick", *args, **kwargs)
-
-    def symbol_select(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("symbol_select", *args, **kwargs)
-
-    def copy_rates_from(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("copy_rates_from", *args, **kwargs)
-
-    def copy_rates_from_pos(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("copy_rates_from_pos", *args, **kwargs)
-
-    def copy_rates_range(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("copy_rates_range", *args, **kwargs)
-
-    def copy_ticks_from(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("copy_ticks_from", *args, **kwargs)
-
-    def copy_ticks_range(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("copy_ticks_range", *args, **kwargs)
-
-    def orders_total(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("orders_total", *args, **kwargs)
-
-    def orders_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("orders_get", *args, **kwargs)
-
-    def order_calc_margin(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("order_calc_margin", *args, **kwargs)
-
-    def order_calc_profit(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("order_calc_profit", *args, **kwargs)
-
-    def order_check(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("order_check", *args, **kwargs)
-
-    def order_send(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("order_send", *args, **kwargs)
-
-    def positions_total(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("positions_total", *args, **kwargs)
-
-    def positions_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("positions_get", *args, **kwargs)
-
-    def history_orders_total(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("history_orders_total", *args, **kwargs)
-
-    def history_orders_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("history_orders_get", *args, **kwargs)
-
-    def history_deals_total(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("history_deals_total", *args, **kwargs)
-
-    def history_deals_get(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("history_deals_get", *args, **kwargs)
-
-
-# -- module-level API: one default connection, as the MetaTrader5 module has one terminal ----
-
-_default: Bridge | None = None
-_default_lock = threading.Lock()
+_state_lock = _threading.Lock()
+_settings: dict[str, _Any] = {}
+_bridge: _remote.Bridge | None = None
+# The error a bridge failure left, reported by last_error() instead of asking the bridge.
+_local_error: tuple[int, str] | None = None
 
 
 def connect(
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    host: str | None = None,
+    port: int | None = None,
     *,
-    tls: TlsFiles | None = None,
+    tls: _TlsFiles | None = None,
     server_name: str | None = None,
     timeout: float = 60.0,
-) -> Bridge:
-    """Point the module-level functions at a bridge (replacing any earlier connection)."""
-    global _default
-    bridge = Bridge(host, port, tls=tls, server_name=server_name, timeout=timeout)
-    bridge.connect()
-    with _default_lock:
-        old, _default = _default, bridge
-    if old is not None:
-        old.close()
-    return bridge
-
-
-def disconnect() -> None:
-    global _default
-    with _default_lock:
-        old, _default = _default, None
+) -> None:
+    """Point the module at a bridge (see the module docstring); closes any earlier one."""
+    global _bridge, _settings, _local_error
+    with _state_lock:
+        old, _bridge = _bridge, None
+        _settings = {"host": host, "port": port, "tls": tls, "server_name": server_name,
+                     "timeout": timeout}  # fmt: skip
+        _local_error = None
     if old is not None:
         old.close()
 
 
-def bridge() -> Bridge:
-    """The default connection; configured from the environment on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Bridge.from_env()
-        return _default
+def _current() -> _remote.Bridge:
+    global _bridge
+    with _state_lock:
+        if _bridge is None:
+            env = _os.environ
+            s = _settings
+            _bridge = _remote.Bridge(
+                s.get("host") or env.get("MT5_BRIDGE_HOST", _remote.DEFAULT_HOST),
+                s.get("port") or _remote.port_from_env(env),
+                tls=s.get("tls") or _remote.tls_from_env(env),
+                server_name=s.get("server_name") or env.get("MT5_BRIDGE_TLS_SERVER_NAME"),
+                timeout=s.get("timeout") or 60.0,
+            )
+        return _bridge
 
 
-def status() -> dict[str, Any]:
-    """Extra, like connect(): the bridge's own state; see Bridge.status."""
-    return bridge().status()
+# What each function returns when the terminal (here: the bridge) does not answer.
+_FALSE_ON_FAILURE = frozenset(
+    {"initialize", "login", "symbol_select", "market_book_add", "market_book_release"}
+)
 
 
-def initialize(*args: Any, **kwargs: Any) -> Any:
-    return bridge().initialize(*args, **kwargs)
+def _call(name: str, args: tuple[_Any, ...], kwargs: dict[str, _Any]) -> _Any:
+    global _local_error
+    failed: _Any = False if name in _FALSE_ON_FAILURE else None
+    try:
+        bridge = _current()
+        result = bridge.call(name, *args, **kwargs)
+    except _BridgeError as exc:
+        if name == "initialize":
+            code = RES_E_INTERNAL_FAIL_INIT  # noqa: F405
+            text = _terms.ERROR_TEXT[code] % f"bridge unreachable ({exc})"
+        else:
+            code = RES_E_INTERNAL_FAIL_CONNECT  # noqa: F405
+            text = _terms.ERROR_TEXT[code]
+        _local_error = (code, text)
+        return failed
+    _local_error = None
+    return result
 
 
-def login(*args: Any, **kwargs: Any) -> Any:
-    return bridge().login(*args, **kwargs)
+def _no_args(name: str, args: tuple[_Any, ...], kwargs: dict[str, _Any]) -> None:
+    # The real functions are METH_NOARGS: CPython's own TypeError for anything passed.
+    if args or kwargs:
+        given = len(args) + len(kwargs)
+        raise TypeError(f"{name}() takes no arguments ({given} given)")
 
 
-def shutdown(*args: Any, **kwargs: Any) -> Any:
-    return bridge().shutdown(*args, **kwargs)
+def _positional(name: str, kwargs: dict[str, _Any]) -> None:
+    # The real functions are METH_VARARGS without keywords.
+    if kwargs:
+        raise TypeError(f"{name}() takes no keyword arguments")
 
 
-def version(*args: Any, **kwargs: Any) -> Any:
-    return bridge().version(*args, **kwargs)
+def initialize(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("initialize", args, kwargs)
 
 
-def last_error(*args: Any, **kwargs: Any) -> Any:
-    return bridge().last_error(*args, **kwargs)
+def login(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("login", args, kwargs)
 
 
-def terminal_info(*args: Any, **kwargs: Any) -> Any:
-    return bridge().terminal_info(*args, **kwargs)
+def shutdown(*args: _Any, **kwargs: _Any) -> _Any:
+    global _local_error
+    _no_args("shutdown", args, kwargs)
+    with _state_lock:
+        bridge = _bridge
+    if bridge is None or not bridge.connected:
+        _local_error = (RES_S_OK, _terms.ERROR_TEXT[RES_S_OK])  # noqa: F405
+        return None
+    return _call("shutdown", (), {})
 
 
-def account_info(*args: Any, **kwargs: Any) -> Any:
-    return bridge().account_info(*args, **kwargs)
+def last_error(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("last_error", args, kwargs)
+    if _local_error is not None:
+        return _local_error
+    result = _call("last_error", (), {})
+    if result is None:
+        return _local_error
+    return result
 
 
-def symbols_total(*args: Any, **kwargs: Any) -> Any:
-    return bridge().symbols_total(*args, **kwargs)
+def version(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("version", args, kwargs)
+    return _call("version", (), {})
 
 
-def symbols_get(*args: Any, **kwargs: Any) -> Any:
-    return bridge().symbols_get(*args, **kwargs)
+def terminal_info(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("terminal_info", args, kwargs)
+    return _call("terminal_info", (), {})
 
 
-def symbol_info(*args: Any, **kwargs: Any) -> Any:
-    return bridge().symbol_info(*args, **kwargs)
+def account_info(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("account_info", args, kwargs)
+    return _call("account_info", (), {})
 
 
-def symbol_info_tick(*args: Any, **kwargs: Any) -> Any:
-    return bridge().symbol_info_tick(*args, **kwargs)
+def symbols_total(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("symbols_total", args, kwargs)
+    return _call("symbols_total", (), {})
 
 
-def symbol_select(*args: Any, **kwargs: Any) -> Any:
-    return bridge().symbol_select(*args, **kwargs)
+def positions_total(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("positions_total", args, kwargs)
+    return _call("positions_total", (), {})
 
 
-def copy_rates_from(*args: Any, **kwargs: Any) -> Any:
-    return bridge().copy_rates_from(*args, **kwargs)
+def orders_total(*args: _Any, **kwargs: _Any) -> _Any:
+    _no_args("orders_total", args, kwargs)
+    return _call("orders_total", (), {})
 
 
-def copy_rates_from_pos(*args: Any, **kwargs: Any) -> Any:
-    return bridge().copy_rates_from_pos(*args, **kwargs)
+def symbols_get(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("symbols_get", args, kwargs)
 
 
-def copy_rates_range(*args: Any, **kwargs: Any) -> Any:
-    return bridge().copy_rates_range(*args, **kwargs)
+def positions_get(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("positions_get", args, kwargs)
 
 
-def copy_ticks_from(*args: Any, **kwargs: Any) -> Any:
-    return bridge().copy_ticks_from(*args, **kwargs)
+def orders_get(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("orders_get", args, kwargs)
 
 
-def copy_ticks_range(*args: Any, **kwargs: Any) -> Any:
-    return bridge().copy_ticks_range(*args, **kwargs)
+def history_orders_get(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("history_orders_get", args, kwargs)
 
 
-def orders_total(*args: Any, **kwargs: Any) -> Any:
-    return bridge().orders_total(*args, **kwargs)
+def history_deals_get(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("history_deals_get", args, kwargs)
 
 
-def orders_get(*args: Any, **kwargs: Any) -> Any:
-    return bridge().orders_get(*args, **kwargs)
+def order_check(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("order_check", args, kwargs)
 
 
-def order_calc_margin(*args: Any, **kwargs: Any) -> Any:
-    return bridge().order_calc_margin(*args, **kwargs)
+def order_send(*args: _Any, **kwargs: _Any) -> _Any:
+    return _call("order_send", args, kwargs)
 
 
-def order_calc_profit(*args: Any, **kwargs: Any) -> Any:
-    return bridge().order_calc_profit(*args, **kwargs)
+def symbol_info(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("symbol_info", kwargs)
+    return _call("symbol_info", args, {})
 
 
-def order_check(*args: Any, **kwargs: Any) -> Any:
-    return bridge().order_check(*args, **kwargs)
+def symbol_info_tick(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("symbol_info_tick", kwargs)
+    return _call("symbol_info_tick", args, {})
 
 
-def order_send(*args: Any, **kwargs: Any) -> Any:
-    return bridge().order_send(*args, **kwargs)
+def symbol_select(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("symbol_select", kwargs)
+    return _call("symbol_select", args, {})
 
 
-def positions_total(*args: Any, **kwargs: Any) -> Any:
-    return bridge().positions_total(*args, **kwargs)
+def copy_rates_from(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("copy_rates_from", kwargs)
+    return _call("copy_rates_from", args, {})
 
 
-def positions_get(*args: Any, **kwargs: Any) -> Any:
-    return bridge().positions_get(*args, **kwargs)
+def copy_rates_from_pos(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("copy_rates_from_pos", kwargs)
+    return _call("copy_rates_from_pos", args, {})
 
 
-def history_orders_total(*args: Any, **kwargs: Any) -> Any:
-    return bridge().history_orders_total(*args, **kwargs)
+def copy_rates_range(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("copy_rates_range", kwargs)
+    return _call("copy_rates_range", args, {})
 
 
-def history_orders_get(*args: Any, **kwargs: Any) -> Any:
-    return bridge().history_orders_get(*args, **kwargs)
+def copy_ticks_from(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("copy_ticks_from", kwargs)
+    return _call("copy_ticks_from", args, {})
 
 
-def history_deals_total(*args: Any, **kwargs: Any) -> Any:
-    return bridge().history_deals_total(*args, **kwargs)
+def copy_ticks_range(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("copy_ticks_range", kwargs)
+    return _call("copy_ticks_range", args, {})
 
 
-def history_deals_get(*args: Any, **kwargs: Any) -> Any:
-    return bridge().history_deals_get(*args, **kwargs)
+def history_orders_total(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("history_orders_total", kwargs)
+    return _call("history_orders_total", args, {})
+
+
+def history_deals_total(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("history_deals_total", kwargs)
+    return _call("history_deals_total", args, {})
+
+
+def order_calc_margin(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("order_calc_margin", kwargs)
+    return _call("order_calc_margin", args, {})
+
+
+def order_calc_profit(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("order_calc_profit", kwargs)
+    return _call("order_calc_profit", args, {})
+
+
+def market_book_add(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("market_book_add", kwargs)
+    return _call("market_book_add", args, {})
+
+
+def market_book_get(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("market_book_get", kwargs)
+    return _call("market_book_get", args, {})
+
+
+def market_book_release(*args: _Any, **kwargs: _Any) -> _Any:
+    _positional("market_book_release", kwargs)
+    return _call("market_book_release", args, {})
+
+
+# -- the package's own helpers, re-implemented from their documented behaviour ---------------
+# Market orders at the current price with a deviation of 10 points; without a price, up to ten
+# attempts while the server answers with a requote or "off quotes".
+
+_RETRY_CODES = (TRADE_RETCODE_REQUOTE, TRADE_RETCODE_PRICE_OFF)  # noqa: F405
+_ATTEMPTS = 10
+
+
+def _market_order(
+    side: int, symbol: _Any, volume: _Any, price: _Any, comment: _Any, ticket: _Any
+) -> _Any:
+    request: dict[str, _Any] = {"action": TRADE_ACTION_DEAL, "symbol": symbol,  # noqa: F405
+                                "volume": volume, "type": side, "price": price,
+                                "deviation": 10}  # fmt: skip
+    if comment is not None:
+        request["comment"] = comment
+    if ticket is not None:
+        request["position"] = ticket
+    return order_send(request)
+
+
+def _at_market(side: int, symbol: _Any, volume: _Any, comment: _Any, ticket: _Any) -> _Any:
+    result: _Any = None
+    for _ in range(_ATTEMPTS):
+        tick = symbol_info_tick(symbol)
+        price = tick.ask if side == ORDER_TYPE_BUY else tick.bid  # noqa: F405
+        result = _market_order(side, symbol, volume, price, comment, ticket)
+        if result is None or result.retcode not in _RETRY_CODES:
+            break
+    return result
+
+
+def Buy(symbol: _Any, volume: _Any, price: _Any = None, *, comment: _Any = None,
+        ticket: _Any = None) -> _Any:  # fmt: skip
+    """Market buy; with `ticket`, closes that sell position. The package's helper."""
+    if price is not None:
+        return _market_order(ORDER_TYPE_BUY, symbol, volume, price, comment, ticket)  # noqa: F405
+    return _at_market(ORDER_TYPE_BUY, symbol, volume, comment, ticket)  # noqa: F405
+
+
+def Sell(symbol: _Any, volume: _Any, price: _Any = None, *, comment: _Any = None,
+         ticket: _Any = None) -> _Any:  # fmt: skip
+    """Market sell; with `ticket`, closes that buy position. The package's helper."""
+    if price is not None:
+        return _market_order(ORDER_TYPE_SELL, symbol, volume, price, comment, ticket)  # noqa: F405
+    return _at_market(ORDER_TYPE_SELL, symbol, volume, comment, ticket)  # noqa: F405
+
+
+def Close(symbol: _Any, *, comment: _Any = None, ticket: _Any = None) -> _Any:
+    """Close the symbol's positions (or the one `ticket`): True when all closed, "Partially"
+    when some did, False when none, None when the terminal did not answer. The package's
+    helper, which walks only buy and sell positions and retries requotes."""
+    positions = positions_get(ticket=ticket) if ticket is not None else positions_get(symbol=symbol)
+    tried = done = 0
+    for pos in positions:
+        if pos.type not in (ORDER_TYPE_BUY, ORDER_TYPE_SELL):  # noqa: F405
+            continue
+        tried += 1
+        closing = ORDER_TYPE_SELL if pos.type == ORDER_TYPE_BUY else ORDER_TYPE_BUY  # noqa: F405
+        for _ in range(_ATTEMPTS):
+            tick = symbol_info_tick(symbol)
+            if tick is None:
+                return None
+            price = tick.bid if closing == ORDER_TYPE_SELL else tick.ask  # noqa: F405
+            result = _market_order(closing, symbol, pos.volume, price, comment, pos.ticket)
+            if result is None:
+                return None
+            if result.retcode not in _RETRY_CODES:
+                if result.retcode == TRADE_RETCODE_DONE:  # noqa: F405
+                    done += 1
+                break
+    if done > 0:
+        return True if done == tried else "Partially"
+    return False

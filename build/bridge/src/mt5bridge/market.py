@@ -1,10 +1,26 @@
-"""Market data for the simulator: symbol specifications, price series from a seeded random walk
-or from a CSV of bars, and ticks derived from bars.
+"""The simulator's market: symbol specifications, one tick stream per symbol, bars made from it.
 
-Determinism matters more than realism here: the same seed gives the same bars and ticks on every
-run and every platform (numpy's PCG64 generator and its normal sampler are stable across releases),
-so tests can assert on prices. Strings are hashed with crc32, not hash(), which is salted per
-process.
+Every price the simulator shows comes from one tick stream per symbol: symbol_info_tick is its
+last tick at the simulated time, copy_ticks_* are its ticks, M1 bars are its ticks per minute
+(open first bid, high max, low min, close last, tick_volume the count, spread the narrowest) and
+every longer timeframe is M1 bars aggregated (an H1 high is the max of its M1 highs, its volume
+their sum). Bars of the current period grow as time passes.
+
+The stream is generated on demand, one UTC day at a time, and is a pure function of (seed,
+symbol, day): a day's ticks are the same on every request and in every process (numpy's PCG64
+and its samplers are stable; strings are hashed with crc32, not the salted hash()), whichever
+range was asked first, so history reaches any date back to the symbol's history start without a
+fixed window. Within a day the log price is a Brownian bridge between two "anchors", the log
+prices at the day's open and the next day's open; an anchor is a sum of value-noise octaves
+(periods of 1 to 1024 days) around the symbol's typical level, so each one is computed on its
+own, prices trend over weeks and months, stay in a realistic band over years, and a weekend
+leaves a gap. Forex, metals and the index CFD do not trade on Saturday and Sunday; the crypto
+CFD trades every day.
+
+Replay: ticks from a CSV in the format MetaTrader 5 exports (tab-separated `<DATE> <TIME> <BID>
+<ASK> <LAST> <VOLUME> <FLAGS>`) replace a symbol's generated stream; a bar export (`<DATE>
+<TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`, or the lower-case `time,open,high,
+low,close` header) becomes four ticks per bar (open, the nearer extreme, the other, close).
 """
 
 from __future__ import annotations
@@ -13,205 +29,430 @@ import csv
 import datetime as dt
 import math
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
+from mt5bridge import constants as C
+from mt5bridge import terms
 from mt5bridge.mt5types import RATES_DTYPE, TICKS_DTYPE
 
 Array = np.ndarray[Any, Any]
+DAY: Final = 86_400
+DAY_MS: Final = DAY * 1000
+
+_FX_FILL = terms.SYMBOL_FILLING_FOK | terms.SYMBOL_FILLING_IOC
 
 
 @dataclass(frozen=True, kw_only=True)
 class SymbolSpec:
-    """What the simulator knows about a symbol."""
+    """A symbol's contract specification (as a typical demo server sets it) and its market."""
 
     name: str
     description: str
+    path: str
     currency_base: str
     currency_profit: str
     digits: int
-    start_price: float
-    spread_points: int
+    level: float  # typical price: anchors move around it
+    spread: int  # typical spread in points (floating around it)
+    annual_vol: float  # yearly volatility of the log price
+    tick_interval: float  # mean seconds between ticks
+    currency_margin: str = ""  # empty: the base currency
     contract_size: float = 100_000.0
     volume_min: float = 0.01
     volume_max: float = 100.0
     volume_step: float = 0.01
+    volume_limit: float = 0.0
     stops_level: int = 0
-    # Standard deviation of the log-price change over one second.
-    volatility: float = 0.00005
+    freeze_level: int = 0
+    calc_mode: int = C.SYMBOL_CALC_MODE_FOREX
+    exemode: int = C.SYMBOL_TRADE_EXECUTION_MARKET
+    filling_mode: int = _FX_FILL
+    trade_mode: int = C.SYMBOL_TRADE_MODE_FULL
+    margin_rate: float = 1.0  # multiplies the leveraged margin (crypto and indices need more)
+    swap_mode: int = C.SYMBOL_SWAP_MODE_POINTS
+    swap_long: float = 0.0
+    swap_short: float = 0.0
+    weekends: bool = False  # trades on Saturday and Sunday (crypto)
+    book_depth: int = 10
+    category: str = ""
+    exchange: str = ""
 
     @property
     def point(self) -> float:
         return float(10.0**-self.digits)
 
     @property
-    def currency_margin(self) -> str:
-        return self.currency_base
-
-    @property
-    def path(self) -> str:
-        kind = "Metals" if self.currency_base in ("XAU", "XAG") else "Forex"
-        return f"{kind}\\{self.name}"
+    def margin_currency(self) -> str:
+        return self.currency_margin or self.currency_base
 
 
+def _fx(
+    name: str, description: str, level: float, spread: int, vol: float, interval: float,
+    swap: tuple[float, float], digits: int = 5, stops: int = 0,
+) -> SymbolSpec:  # fmt: skip
+    return SymbolSpec(
+        name=name, description=description, path=f"Forex\\{name}", currency_base=name[:3],
+        currency_profit=name[3:], digits=digits, level=level, spread=spread, annual_vol=vol,
+        tick_interval=interval, swap_long=swap[0], swap_short=swap[1], stops_level=stops,
+        volume_max=500.0,
+    )  # fmt: skip
+
+
+#: Majors, crosses, gold, an index CFD and a crypto CFD, specified as on a typical demo server.
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
-    SymbolSpec(
-        name="EURUSD",
-        description="Euro vs US Dollar",
-        currency_base="EUR",
-        currency_profit="USD",
-        digits=5,
-        start_price=1.08000,
-        spread_points=10,
-    ),
-    SymbolSpec(
-        name="GBPUSD",
-        description="Great Britain Pound vs US Dollar",
-        currency_base="GBP",
-        currency_profit="USD",
-        digits=5,
-        start_price=1.27000,
-        spread_points=12,
-    ),
-    SymbolSpec(
-        name="USDJPY",
-        description="US Dollar vs Japanese Yen",
-        currency_base="USD",
-        currency_profit="JPY",
+    _fx("EURUSD", "Euro vs US Dollar", 1.0850, 8, 0.07, 4.0, (-7.2, 1.9)),
+    _fx("GBPUSD", "Great Britain Pound vs US Dollar", 1.2700, 11, 0.08, 4.5, (-4.1, -1.6)),
+    _fx("USDJPY", "US Dollar vs Japanese Yen", 148.50, 10, 0.09, 4.5, (14.3, -29.8), digits=3),
+    _fx("USDCHF", "US Dollar vs Swiss Franc", 0.8800, 13, 0.07, 6.0, (6.9, -14.5)),
+    _fx("AUDUSD", "Australian Dollar vs US Dollar", 0.6600, 10, 0.09, 6.0, (-3.3, -2.1)),
+    _fx("USDCAD", "US Dollar vs Canadian Dollar", 1.3500, 14, 0.06, 6.0, (1.2, -8.7)),
+    _fx("NZDUSD", "New Zealand Dollar vs US Dollar", 0.6100, 15, 0.09, 7.0, (-2.2, -3.3)),
+    _fx("EURGBP", "Euro vs Great Britain Pound", 0.8550, 12, 0.05, 7.0, (-6.3, 0.9)),
+    _fx("EURJPY", "Euro vs Japanese Yen", 161.00, 17, 0.09, 5.0, (7.1, -23.6), digits=3),
+    _fx(
+        "GBPJPY",
+        "Great Britain Pound vs Japanese Yen",
+        188.50,
+        25,
+        0.10,
+        5.0,
+        (11.0, -32.5),
         digits=3,
-        start_price=150.000,
-        spread_points=12,
+        stops=10,
     ),
     SymbolSpec(
         name="XAUUSD",
         description="Gold vs US Dollar",
+        path="Metals\\XAUUSD",
         currency_base="XAU",
         currency_profit="USD",
+        currency_margin="XAU",
         digits=2,
-        start_price=2000.00,
-        spread_points=30,
+        level=2000.0,
+        spread=25,
+        annual_vol=0.15,
+        tick_interval=3.0,
         contract_size=100.0,
-        volatility=0.0001,
+        volume_max=50.0,
+        stops_level=10,
+        filling_mode=terms.SYMBOL_FILLING_FOK,
+        swap_long=-41.6,
+        swap_short=24.8,
+        category="Metals",
+    ),
+    SymbolSpec(
+        name="US500",
+        description="US 500 Cash Index CFD",
+        path="Indices\\US500",
+        currency_base="USD",
+        currency_profit="USD",
+        currency_margin="USD",
+        digits=2,
+        level=4800.0,
+        spread=50,
+        annual_vol=0.18,
+        tick_interval=3.0,
+        contract_size=1.0,
+        volume_min=0.1,
+        volume_max=250.0,
+        volume_step=0.1,
+        stops_level=50,
+        calc_mode=C.SYMBOL_CALC_MODE_CFDLEVERAGE,
+        margin_rate=5.0,
+        swap_mode=C.SYMBOL_SWAP_MODE_CURRENCY_SYMBOL,
+        swap_long=-1.05,
+        swap_short=0.32,
+        category="Indices",
+    ),
+    SymbolSpec(
+        name="BTCUSD",
+        description="Bitcoin vs US Dollar CFD",
+        path="Crypto\\BTCUSD",
+        currency_base="BTC",
+        currency_profit="USD",
+        currency_margin="BTC",
+        digits=2,
+        level=40000.0,
+        spread=3000,
+        annual_vol=0.60,
+        tick_interval=2.0,
+        contract_size=1.0,
+        volume_min=0.01,
+        volume_max=10.0,
+        volume_step=0.01,
+        stops_level=0,
+        calc_mode=C.SYMBOL_CALC_MODE_CFDLEVERAGE,
+        margin_rate=50.0,
+        filling_mode=terms.SYMBOL_FILLING_IOC,
+        swap_mode=C.SYMBOL_SWAP_MODE_INTEREST_CURRENT,
+        swap_long=-20.0,
+        swap_short=-20.0,
+        weekends=True,
+        category="Crypto",
     ),
 )
 
 
 def seed_for(seed: int, *parts: str | int) -> list[int]:
     """A numpy seed sequence entropy list that is stable across processes."""
-    return [seed & 0xFFFFFFFF, *(zlib.crc32(str(p).encode()) for p in parts)]
+    return [seed & 0xFFFFFFFF, *(zlib.crc32(str(p).encode()) & 0xFFFFFFFF for p in parts)]
 
 
-def random_walk_bars(
-    spec: SymbolSpec, *, seed: int, tf_seconds: int, count: int, last_bar_time: int
-) -> Array:
-    """`count` bars of `tf_seconds` ending with the bar that opens at `last_bar_time`, whose close
-    is the symbol's start price (so bars and live ticks meet)."""
-    rng = np.random.default_rng(seed_for(seed, spec.name, tf_seconds))
-    sigma = spec.volatility * math.sqrt(tf_seconds)
-    steps = rng.normal(0.0, sigma, count)
-    log_close = np.cumsum(steps)
-    closes = spec.start_price * np.exp(log_close - log_close[-1])
-    opens = np.empty(count)
-    opens[0] = closes[0] * math.exp(-steps[0])
-    opens[1:] = closes[:-1]
-    wick = np.abs(rng.normal(0.0, sigma / 2.0, (2, count)))
-    highs = np.maximum(opens, closes) * (1.0 + wick[0])
-    lows = np.minimum(opens, closes) * (1.0 - wick[1])
-    bars = np.zeros(count, dtype=RATES_DTYPE)
-    bars["time"] = last_bar_time - tf_seconds * np.arange(count - 1, -1, -1, dtype=np.int64)
-    bars["open"] = np.round(opens, spec.digits)
-    bars["high"] = np.round(highs, spec.digits)
-    bars["low"] = np.round(lows, spec.digits)
-    bars["close"] = np.round(closes, spec.digits)
-    bars["tick_volume"] = rng.integers(1, 200, count) * max(1, tf_seconds // 60)
-    bars["spread"] = spec.spread_points
+def _lattice(seed: int, name: str, period: int, index: int) -> float:
+    return float(np.random.default_rng(seed_for(seed, name, "octave", period, index)).normal())
+
+
+_OCTAVES: Final = (1, 4, 16, 64, 256, 1024)
+
+
+class TickStream:
+    """The generated tick stream of one symbol (see the module docstring)."""
+
+    def __init__(self, spec: SymbolSpec, seed: int, *, cache_days: int = 48) -> None:
+        self.spec = spec
+        self.seed = seed
+        self._days: OrderedDict[int, Array] = OrderedDict()
+        self._anchors: dict[int, float] = {}
+        self._cache_days = cache_days
+        self._sigma_day = spec.annual_vol / math.sqrt(260.0)
+
+    def trades_on(self, day: int) -> bool:
+        # 1970-01-01 (day 0) was a Thursday: weekday 5 and 6 are Saturday and Sunday.
+        return self.spec.weekends or (day + 3) % 7 < 5
+
+    def anchor(self, day: int) -> float:
+        """The log price at 00:00 UTC of `day` (days since 1970)."""
+        known = self._anchors.get(day)
+        if known is not None:
+            return known
+        value = math.log(self.spec.level)
+        for period in _OCTAVES:
+            i, frac = divmod(day, period)
+            a = _lattice(self.seed, self.spec.name, period, i)
+            b = _lattice(self.seed, self.spec.name, period, i + 1)
+            w = (1 - math.cos(math.pi * frac / period)) / 2  # smooth between lattice points
+            amplitude = self._sigma_day * (0.7 if period == 1 else math.sqrt(period) / 2)
+            value += amplitude * (a + (b - a) * w)
+        if len(self._anchors) > 100_000:
+            self._anchors.clear()
+        self._anchors[day] = value
+        return value
+
+    def day(self, day: int) -> Array:
+        """All ticks of `day`, in time order (cached: a few dozen days)."""
+        ticks = self._days.get(day)
+        if ticks is not None:
+            self._days.move_to_end(day)
+            return ticks
+        ticks = self._generate(day)
+        self._days[day] = ticks
+        while len(self._days) > self._cache_days:
+            self._days.popitem(last=False)
+        return ticks
+
+    def _generate(self, day: int) -> Array:
+        spec = self.spec
+        if not self.trades_on(day):
+            return np.zeros(0, dtype=TICKS_DTYPE)
+        rng = np.random.default_rng(seed_for(self.seed, spec.name, "day", day))
+        n = int(rng.poisson(DAY / spec.tick_interval))
+        offsets = np.unique(rng.integers(0, DAY_MS, n, dtype=np.int64))
+        n = len(offsets)
+        if n == 0:
+            return np.zeros(0, dtype=TICKS_DTYPE)
+        sigma_ms = self._sigma_day / math.sqrt(DAY_MS)
+        steps = np.diff(offsets, prepend=0).astype(np.float64)
+        walk = np.cumsum(rng.standard_normal(n) * sigma_ms * np.sqrt(steps))
+        end = walk[-1] + rng.standard_normal() * sigma_ms * math.sqrt(DAY_MS - offsets[-1])
+        frac = offsets / DAY_MS
+        start, stop = self.anchor(day), self.anchor(day + 1)
+        log_price = start + (stop - start) * frac + walk - end * frac  # the Brownian bridge
+        digits, point = spec.digits, spec.point
+        bid = np.round(np.exp(log_price), digits)
+        spread_pts = np.maximum(1, np.round(spec.spread * np.exp(rng.normal(0, 0.25, n))))
+        ask = np.round(bid + spread_pts * point, digits)
+        changed_bid = np.concatenate(([True], bid[1:] != bid[:-1]))
+        changed_ask = np.concatenate(([True], ask[1:] != ask[:-1]))
+        keep = changed_bid | changed_ask
+        ticks = np.zeros(int(keep.sum()), dtype=TICKS_DTYPE)
+        times = offsets[keep] + day * DAY_MS
+        ticks["time_msc"] = times
+        ticks["time"] = times // 1000
+        ticks["bid"] = bid[keep]
+        ticks["ask"] = ask[keep]
+        ticks["flags"] = (changed_bid[keep] * C.TICK_FLAG_BID) | (
+            changed_ask[keep] * C.TICK_FLAG_ASK
+        )
+        return ticks
+
+
+class ReplayStream:
+    """A recorded tick stream (replay mode): the same interface as TickStream."""
+
+    def __init__(self, spec: SymbolSpec, ticks: Array) -> None:
+        self.spec = spec
+        self.ticks = ticks
+        self._day_index = ticks["time_msc"] // DAY_MS
+
+    def day(self, day: int) -> Array:
+        lo, hi = np.searchsorted(self._day_index, [day, day + 1])
+        return self.ticks[lo:hi]
+
+    @property
+    def first_ms(self) -> int:
+        return int(self.ticks["time_msc"][0])
+
+
+Stream = TickStream | ReplayStream
+
+
+def m1_from_ticks(ticks: Array, point: float) -> Array:
+    """M1 bars of `ticks` (bid prices; see the module docstring)."""
+    if len(ticks) == 0:
+        return np.zeros(0, dtype=RATES_DTYPE)
+    minutes = ticks["time"] // 60
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(minutes)) + 1))
+    ends = np.concatenate((starts[1:], [len(ticks)])) - 1
+    bars = np.zeros(len(starts), dtype=RATES_DTYPE)
+    bars["time"] = minutes[starts] * 60
+    bars["open"] = ticks["bid"][starts]
+    bars["high"] = np.maximum.reduceat(ticks["bid"], starts)
+    bars["low"] = np.minimum.reduceat(ticks["bid"], starts)
+    bars["close"] = ticks["bid"][ends]
+    bars["tick_volume"] = np.diff(np.concatenate((starts, [len(ticks)])))
+    spreads = np.round((ticks["ask"] - ticks["bid"]) / point).astype(np.int64)
+    bars["spread"] = np.minimum.reduceat(spreads, starts)
+    bars["real_volume"] = np.add.reduceat(ticks["volume"], starts)
     return bars
 
 
-def _parse_time(text: str) -> int:
-    text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    parsed = dt.datetime.fromisoformat(text.replace(".", "-", 2) if text[4:5] == "." else text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return int(parsed.timestamp())
+def bar_keys(times: Array, timeframe: int) -> Array:
+    """The open time of the `timeframe` bar holding each of `times` (vectorised bar_start)."""
+    if timeframe == C.TIMEFRAME_MN1:
+        months = times.astype("datetime64[s]").astype("datetime64[M]")
+        return months.astype("datetime64[s]").astype(np.int64)
+    if timeframe == C.TIMEFRAME_W1:
+        week = 7 * DAY
+        return (times + 4 * DAY) // week * week - 4 * DAY
+    length = terms.timeframe_seconds(timeframe)
+    assert length is not None  # noqa: S101  # callers pass checked timeframes
+    return times // length * length
 
 
-def load_csv_bars(path: Path) -> Array:
-    """Bars from a CSV with a header naming at least time, open, high, low, close.
-
-    `time` is Unix seconds or an ISO date-time (naive means UTC; MetaTrader's "2024.01.02 10:00"
-    export form is accepted). tick_volume, spread and real_volume are optional. Rows are sorted
-    by time.
-    """
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = {f.strip().lower() for f in reader.fieldnames or ()}
-        missing = {"time", "open", "high", "low", "close"} - fields
-        if missing:
-            raise ValueError(f"{path}: CSV lacks column(s) {', '.join(sorted(missing))}")
-        rows = [{k.strip().lower(): v for k, v in row.items() if k} for row in reader]
-    bars = np.zeros(len(rows), dtype=RATES_DTYPE)
-    for i, row in enumerate(rows):
-        try:
-            bars[i] = (
-                _parse_time(row["time"]),
-                float(row["open"]),
-                float(row["high"]),
-                float(row["low"]),
-                float(row["close"]),
-                int(float(row.get("tick_volume") or 0)),
-                int(float(row.get("spread") or 0)),
-                int(float(row.get("real_volume") or 0)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: row {i + 2}: {exc}") from exc
-    if not len(bars):
-        raise ValueError(f"{path}: CSV has no rows")
-    return np.sort(bars, order="time")
-
-
-def resample(bars: Array, tf_seconds: int) -> Array:
-    """Aggregate bars into bars of `tf_seconds` (open first, high max, low min, close last)."""
-    keys = bars["time"] // tf_seconds
+def aggregate(bars: Array, timeframe: int) -> Array:
+    """Bars of a longer `timeframe` from shorter ones: open first, high max, low min, close
+    last, volumes summed, spread the narrowest."""
+    if len(bars) == 0:
+        return bars.copy()
+    keys = bar_keys(bars["time"], timeframe)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
     ends = np.concatenate((starts[1:], [len(bars)])) - 1
     out = np.zeros(len(starts), dtype=RATES_DTYPE)
-    out["time"] = keys[starts] * tf_seconds
+    out["time"] = keys[starts]
     out["open"] = bars["open"][starts]
     out["high"] = np.maximum.reduceat(bars["high"], starts)
     out["low"] = np.minimum.reduceat(bars["low"], starts)
     out["close"] = bars["close"][ends]
     out["tick_volume"] = np.add.reduceat(bars["tick_volume"], starts)
-    out["spread"] = bars["spread"][starts]
+    out["spread"] = np.minimum.reduceat(bars["spread"], starts)
     out["real_volume"] = np.add.reduceat(bars["real_volume"], starts)
     return out
 
 
-def ticks_from_m1(spec: SymbolSpec, m1: Array, *, seed: int, per_minute: int = 6) -> Array:
-    """Ticks inside each M1 bar: `per_minute` ticks that run from the bar's open to its close,
-    with seeded noise kept inside the bar's high and low."""
-    n = len(m1)
-    if n == 0:
-        return np.zeros(0, dtype=TICKS_DTYPE)
-    rng = np.random.default_rng(seed_for(seed, spec.name, "ticks"))
-    frac = np.linspace(0.0, 1.0, per_minute)
-    mids = m1["open"][:, None] + (m1["close"] - m1["open"])[:, None] * frac[None, :]
-    noise = rng.normal(0.0, spec.point * 2, (n, per_minute))
-    noise[:, 0] = 0.0
-    noise[:, -1] = 0.0
-    bids = np.clip(mids + noise, m1["low"][:, None], m1["high"][:, None]).ravel()
-    offsets_ms = (np.arange(per_minute) * (60_000 // per_minute)).astype(np.int64)
-    times_ms = (m1["time"].astype(np.int64)[:, None] * 1000 + offsets_ms[None, :]).ravel()
-    ticks = np.zeros(n * per_minute, dtype=TICKS_DTYPE)
-    ticks["time"] = times_ms // 1000
-    ticks["time_msc"] = times_ms
-    ticks["bid"] = np.round(bids, spec.digits)
-    ticks["ask"] = np.round(bids + spec.spread_points * spec.point, spec.digits)
-    # TICK_FLAG_BID | TICK_FLAG_ASK: both prices changed.
-    ticks["flags"] = 6
+# -- replay CSVs -------------------------------------------------------------------------------
+
+
+def _parse_time(date: str, clock: str = "") -> int:
+    """Unix milliseconds of MetaTrader's "2024.01.02" + "10:00:00.123", or an ISO date-time,
+    or Unix seconds. Naive times are UTC (the simulated server's time)."""
+    text = f"{date.strip()} {clock.strip()}".strip()
+    if text.lstrip("-").replace(".", "", 1).isdigit() and not clock:
+        return int(float(text) * 1000)
+    if text[4:5] == ".":
+        text = text.replace(".", "-", 2)
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return round(parsed.timestamp() * 1000)
+
+
+def _num(text: str | None) -> float:
+    return float(text) if text and text.strip() else 0.0
+
+
+def load_replay_csv(path: Path, spec: SymbolSpec, *, max_rows: int = 20_000_000) -> Array:
+    """Ticks from a MetaTrader 5 tick or bar export, or a `time,open,high,low,close` CSV (see
+    the module docstring). Raises ValueError naming the file and row on anything malformed."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        sample = handle.readline()
+        handle.seek(0)
+        delimiter = "\t" if "\t" in sample else ("," if "," in sample else ";")
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        names = {(f or "").strip().strip("<>").lower(): f for f in reader.fieldnames or ()}
+        is_ticks = "bid" in names and "ask" in names
+        need = {"bid", "ask", "date", "time"} if is_ticks else {"open", "high", "low", "close"}
+        if not is_ticks and "time" not in names:
+            need.add("time")
+        missing = need - set(names)
+        if missing:
+            raise ValueError(f"{path}: CSV lacks column(s) {', '.join(sorted(missing))}")
+        rows: list[tuple[Any, ...]] = []
+        for i, raw in enumerate(reader):
+            if i >= max_rows:
+                raise ValueError(f"{path}: more than {max_rows} rows")
+            row = {k: raw.get(v) for k, v in names.items()}
+            try:
+                when = _parse_time(row.get("date") or row["time"] or "",
+                                   row["time"] or "" if "date" in names else "")  # fmt: skip
+                if is_ticks:
+                    rows.append((when, _num(row["bid"]), _num(row["ask"]), _num(row.get("last")),
+                                 _num(row.get("volume")), int(_num(row.get("flags")))))  # fmt: skip
+                else:
+                    rows.append((when, _num(row["open"]), _num(row["high"]), _num(row["low"]),
+                                 _num(row["close"]), _num(row.get("spread"))))  # fmt: skip
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"{path}: row {i + 2}: {exc}") from exc
+    if not rows:
+        raise ValueError(f"{path}: CSV has no rows")
+    return _ticks_from_rows(rows, spec, is_ticks)
+
+
+def _ticks_from_rows(rows: list[tuple[Any, ...]], spec: SymbolSpec, is_ticks: bool) -> Array:
+    table = np.array(rows, dtype=np.float64)
+    table = table[np.argsort(table[:, 0], kind="stable")]
+    point = spec.point
+    if is_ticks:
+        # A tick export leaves out the price that did not change: carry the last one forward.
+        for col in (1, 2):
+            values = table[:, col]
+            idx = np.where(values > 0, np.arange(len(values)), 0)
+            np.maximum.accumulate(idx, out=idx)
+            table[:, col] = values[idx]
+        ticks = np.zeros(len(table), dtype=TICKS_DTYPE)
+        ticks["time_msc"] = table[:, 0].astype(np.int64)
+        ticks["bid"], ticks["ask"], ticks["last"] = table[:, 1], table[:, 2], table[:, 3]
+        ticks["volume"] = table[:, 4].astype(np.uint64)
+        ticks["volume_real"] = table[:, 4]
+        flags = table[:, 5].astype(np.uint32)
+        ticks["flags"] = np.where(flags == 0, C.TICK_FLAG_BID | C.TICK_FLAG_ASK, flags)
+    else:
+        n = len(table)
+        o, h, lo, c = table[:, 1], table[:, 2], table[:, 3], table[:, 4]
+        spread = np.where(table[:, 5] > 0, table[:, 5], spec.spread) * point
+        high_first = np.abs(h - o) < np.abs(o - lo)
+        prices = np.stack((o, np.where(high_first, h, lo), np.where(high_first, lo, h), c), 1)
+        offsets = np.array([0, 15_000, 30_000, 59_000], dtype=np.int64)
+        ticks = np.zeros(n * 4, dtype=TICKS_DTYPE)
+        ticks["time_msc"] = (table[:, 0].astype(np.int64)[:, None] + offsets[None, :]).ravel()
+        ticks["bid"] = prices.ravel()
+        ticks["ask"] = np.round((prices + spread[:, None]).ravel(), spec.digits)
+        ticks["flags"] = C.TICK_FLAG_BID | C.TICK_FLAG_ASK
+    ticks["time"] = ticks["time_msc"] // 1000
+    if not np.isfinite(ticks["bid"]).all() or (ticks["bid"] <= 0).any():
+        raise ValueError("replay prices must be positive numbers")
     return ticks

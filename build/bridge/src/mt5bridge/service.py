@@ -1,5 +1,9 @@
 """The RPyC service: one exposed method that runs an allow-listed MetaTrader5 call by name.
 
+The server makes one BridgeService per connection, and each holds its own backend Session
+(mt5bridge.backends): the client's initialize/shutdown/last_error are its own, and its session
+ends with the connection.
+
 Arguments and results cross only as plain data (see codec). No method evaluates or imports
 anything the client sends; the RPyC configuration forbids attribute access beyond `exposed_`
 names, pickling, and instantiating exceptions from the peer.
@@ -50,6 +54,13 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]  # rpyc is untyped
     def __init__(self, backend: ModuleBackend) -> None:
         super().__init__()
         self._backend = backend
+        self._session = backend.open_session()
+
+    def on_disconnect(self, conn: Any) -> None:
+        try:
+            self._session.close()
+        except Exception:  # the connection is gone either way; the server goes on
+            log.exception("closing the session of a finished connection failed")
 
     def exposed_status(self) -> tuple[Any, ...]:
         """The bridge's own status (mt5bridge.status): not a MetaTrader5 call, and it takes no
@@ -74,7 +85,7 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]  # rpyc is untyped
         except CodecError as exc:
             return (ERR, "Codec", str(exc))
         try:
-            result = self._backend.call(name, decoded_args, decoded_kwargs)
+            result = self._session.call(name, decoded_args, decoded_kwargs)
         except (TypeError, ValueError) as exc:
             return (ERR, type(exc).__name__, str(exc))
         except Exception as exc:
