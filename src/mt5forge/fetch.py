@@ -337,7 +337,7 @@ def _check_signatures(
         signer = authenticode.verify(
             path,
             name=m.name,
-            subject=m.authenticode.subject,
+            rule=m.authenticode,
             ca_file=Path(m.authenticode.ca_file),
         )
         passed.append(f"valid Authenticode signature by {signer.subject}")

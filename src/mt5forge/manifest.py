@@ -63,10 +63,15 @@ class OpenPGP:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Authenticode:
     subject: Mapping[str, str]
-    """Required attributes of the signer certificate's subject, e.g. ``{CN = "...", O = "..."}``;
-    every one must be present with exactly this value."""
+    """The signer certificate's full subject, e.g. ``{C = "CY", ST = "Lemesos", O = "...",
+    CN = "..."}``: every attribute exactly once with exactly this value, and no other."""
     source: str
     """Where the signer's name comes from."""
+    issuer: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The signer certificate's full issuer, compared the same way. Empty: not observed yet;
+    the check then fails closed, saying so (the subject alone is not the signer)."""
+    fingerprint: str = ""
+    """SHA-256 of the signer certificate (DER, 64 hex digits), where known."""
     ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
     """PEM bundle the signer's chain must end in."""
 
@@ -93,6 +98,9 @@ class Signer:
     """Every attribute must be present exactly once with exactly this value."""
     issuer: Mapping[str, str]
     """The same for the signer certificate's issuer (the CA that vouched for the subject)."""
+    fingerprint: str = ""
+    """SHA-256 of the signer certificate (DER, 64 hex digits), where one certificate is known
+    (the PSF's Trusted Signing certificates live three days: none is pinned for them)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -208,6 +216,8 @@ def validate(m: Manifest) -> Manifest:
         m = dataclasses.replace(m, openpgp=dataclasses.replace(m.openpgp, fingerprints=fprs))
     if m.authenticode is not None and not m.authenticode.subject:
         raise ConfigError(f"{where}: authenticode.subject is empty; an empty allow-list.")
+    if m.authenticode is not None:
+        _validate_fingerprint(m.authenticode.fingerprint, where)
     if m.pe_authenticode is not None:
         _validate_pe(m.pe_authenticode, where, m.filename)
     if m.real_from_pypi is not None:
@@ -250,6 +260,15 @@ def _validate_pe(pe: PeAuthenticode, where: str, filename: str) -> None:
                     f"{where}: group {list(g.files)}: a signer needs both subject and issuer.",
                     hint="Pin who signed and which CA vouched for them.",
                 )
+            _validate_fingerprint(s.fingerprint, where)
+
+
+def _validate_fingerprint(fingerprint: str, where: str) -> None:
+    if fingerprint and not SHA256_RE.match(fingerprint):
+        raise ConfigError(
+            f"{where}: Authenticode fingerprint {fingerprint!r} is malformed.",
+            hint="The SHA-256 of the signer certificate's DER: 64 lower-case hex digits.",
+        )
 
 
 def parse_manifest(text: str, path: Path) -> Manifest:

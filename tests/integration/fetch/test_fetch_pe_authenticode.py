@@ -199,7 +199,8 @@ def test_psf_file_in_the_vc_runtime_slot_fails_the_group_allow_list(
         s,
         f"{name}: primary signature is by",
         "Python Software Foundation",
-        "not an allowed signer (CN=Microsoft Windows Software Compatibility Publisher",
+        "not an allowed signer (C=US, ST=Washington, L=Redmond, O=Microsoft Corporation, "
+        "CN=Microsoft Windows Software Compatibility Publisher",
     )
 
 

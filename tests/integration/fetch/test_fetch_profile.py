@@ -17,6 +17,7 @@ from mt5forge.config import Settings
 from mt5forge.errors import FetchError, VerificationError
 from mt5forge.fetch import Artifact, fetch_all, pin_all
 from mt5forge.fixtures import (
+    AUTHENTICODE_SUBJECT,
     MT5_TERMINAL,
     FileServer,
     FixtureKit,
@@ -161,10 +162,11 @@ def test_fixture_standins_are_what_the_images_expect(fixture_profile: FixtureKit
     for exe in serve.glob("*.exe"):
         assert exe.read_bytes()[:2] == b"MZ"
     assert fixture_profile.markers["mt5setup.exe"][0] == MT5_TERMINAL
+    signer = dict(AUTHENTICODE_SUBJECT)
     check = authenticode.verify(
         serve / "mt5setup.exe",
         name="mt5setup",
-        subject={"CN": "mt5forge fixture signer"},
+        rule=authenticode.Rule(subject=signer, issuer=signer),
         ca_file=fixture_profile.authenticode_cert,
     )
     assert "mt5forge fixture signer" in check.subject
