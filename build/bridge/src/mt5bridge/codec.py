@@ -252,8 +252,10 @@ def _element_count(shape: tuple[Any, ...]) -> int:
         raise CodecError(f"array of rank {len(shape)} is over the cap of {MAX_NDIM}")
     count = 1
     for n in shape:
-        if type(n) is not int or n < 0 or n > MAX_ELEMENTS:
+        if type(n) is not int or n < 0:
             raise CodecError("malformed array shape in bridge data")
+        if n > MAX_ELEMENTS:
+            raise CodecError(f"array dimension of over {MAX_ELEMENTS} elements in bridge data")
         if n and count > MAX_ELEMENTS // n:
             raise CodecError(f"array of over {MAX_ELEMENTS} elements in bridge data")
         count *= n

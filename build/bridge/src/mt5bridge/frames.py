@@ -70,6 +70,14 @@ def inflate(body: bytes, cap: int) -> bytes:
     return data
 
 
+def _inflated_prefix(body: bytes) -> bytes:
+    """The first bytes `body` inflates to, or none if it does not inflate."""
+    try:
+        return zlib.decompressobj().decompress(body, _SEQ_PREFIX)
+    except zlib.error:
+        return b""
+
+
 class FrameReader:
     """Frames out of the bytes a peer sends, one at a time, with caps (module docstring)."""
 
@@ -137,8 +145,7 @@ class FrameReader:
         try:
             return Frame(inflate(body, self.max_frame))
         except ProtocolError as exc:
-            prefix = zlib.decompressobj().decompress(body, _SEQ_PREFIX) if body else b""
-            seq = request_seq(prefix)
+            seq = request_seq(_inflated_prefix(body))
             if seq is None:
                 raise
             return Refused(seq, str(exc))
@@ -150,10 +157,7 @@ class FrameReader:
             return None
         prefix = bytes(self._buf[HEADER : HEADER + self._prefix_needed])
         if compressed:
-            try:
-                prefix = zlib.decompressobj().decompress(prefix, _SEQ_PREFIX)
-            except zlib.error:
-                prefix = b""
+            prefix = _inflated_prefix(prefix)
         reason = (
             f"request frame of {length} bytes is over the bridge's cap of {self.max_frame} "
             "bytes (MT5_BRIDGE_MAX_FRAME); it was read and thrown away"

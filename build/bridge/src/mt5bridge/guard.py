@@ -114,6 +114,12 @@ class GuardedConnection(Connection):  # type: ignore[misc]  # rpyc is untyped
         handlers = self._HANDLERS
         self._HANDLERS = {h: self._logged(h, handlers[h]) for h in _ALLOWED}
 
+    def close(self) -> None:
+        """Close without RPyC's closing request: the server never waits on a client (RPyC
+        would wait up to its request timeout for the answer, also from __del__)."""
+        if not self._closed:
+            self._cleanup(_anyway=True)
+
     def handle_frame(self, data: bytes) -> bool:
         """Serve one request frame; False when the client asked to close. ProtocolError when
         the frame is not a request this side can follow (the caller closes the connection)."""
@@ -132,7 +138,7 @@ class GuardedConnection(Connection):  # type: ignore[misc]  # rpyc is untyped
         problem = self._refusal(handler, boxed)
         if problem is not None:
             log.warning("refused a request from %s: %s", self.peer, problem)
-            self.refuse(seq, PermissionError(f"mt5bridge refused the request: {problem}"))
+            self.refuse(seq, ValueError(f"mt5bridge refused the request: {problem}"))
             return True
         self._dispatch_request(seq, (handler, boxed))
         return True
@@ -143,7 +149,7 @@ class GuardedConnection(Connection):  # type: ignore[misc]  # rpyc is untyped
 
     def _refusal(self, handler: Any, boxed: Any) -> str | None:
         if type(handler) is not int or handler not in _ALLOWED:
-            return f"request kind {escape(handler, 20)} is not served by the bridge"
+            return f"request kind {escape(str(handler), 20)} is not served by the bridge"
         if _plain(boxed):
             return None
         items = boxed[1] if type(boxed) is tuple and len(boxed) == 2 else None
@@ -164,7 +170,7 @@ class GuardedConnection(Connection):  # type: ignore[misc]  # rpyc is untyped
     def _unbox(self, package: Any) -> Any:
         # Checked above already; kept here too so no path can build a netref to the client.
         if type(package) is tuple and package and package[0] == consts.LABEL_REMOTE_REF:
-            raise PermissionError("mt5bridge refused a reference into the client")
+            raise ValueError("mt5bridge refused a reference into the client")
         return super()._unbox(package)
 
     def _logged(self, handler: int, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -181,7 +187,7 @@ class GuardedConnection(Connection):  # type: ignore[misc]  # rpyc is untyped
                 if len(conn._local_objects._dict) >= MAX_LOCAL_OBJECTS:
                     log.warning("refused %s from %s: holds %d references already", name,
                                 conn.peer, MAX_LOCAL_OBJECTS)  # fmt: skip
-                    raise PermissionError(
+                    raise ValueError(
                         f"mt5bridge refused the request: the client holds {MAX_LOCAL_OBJECTS} "
                         "references to server objects already; release some (del) first"
                     )

@@ -533,7 +533,7 @@ class BridgeServer:
 
         def cleanup() -> None:
             with contextlib.suppress(Exception):  # logged by the service; nothing else to do
-                rpc._cleanup(_anyway=True)  # without a closing round trip to the client
+                rpc.close()
 
         try:
             self._pool.submit(cleanup)
