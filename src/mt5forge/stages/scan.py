@@ -117,7 +117,10 @@ def layer_names(attrs: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) 
     for i, diff in enumerate(diff_ids):
         how = ""
         if len(steps) == len(diff_ids):
-            how = " ".join(str(steps[i].get("CreatedBy", "")).replace("#(nop)", "").split())[:80]
+            created = str(steps[i].get("CreatedBy", "")).replace("#(nop)", "")
+            # The shell the engine ran the step with is noise here: keep the instruction.
+            created = re.sub(r"^\s*/bin/\S+(\s+-o\s+\S+)*\s+-c\s+", "", created)
+            how = " ".join(created.split())[:80]
         out[diff] = f"layer {i + 1}/{len(diff_ids)} {diff[7:19]}" + (f" ({how})" if how else "")
     return out
 
