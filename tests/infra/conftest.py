@@ -27,3 +27,12 @@ def base_host(docker_client: Any, base_image: BaseImage) -> Iterator[Any]:
         yield testinfra.get_host(f"docker://{container.id}")
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def verify_canary() -> Any:
+    """One set of made-up credentials for every verify run of the session: the layer scan
+    looks for them too, so sharing them lets verify read each shared layer once."""
+    from mt5forge.verify.live import Canary
+
+    return Canary.make()

@@ -88,12 +88,13 @@ def verify_all(
     only: Sequence[str] | None = None,
     progress: Progress | None = None,
     fail: bool = True,
+    canary: Canary | None = None,
 ) -> VerifyResult:
     """Verify each request; write its record and the run's JUnit XML; VerificationError naming
     every failed check when one failed (and ``fail``)."""
-    table = load(settings.path(settings.fetch.manifests_dir))
+    table = load(settings.root / "build")
     ctx = context(settings)
-    canary = Canary.make()
+    canary = canary or Canary.make()
     verdicts: list[ImageVerdict] = []
     records: list[Path] = []
     for req in requests:

@@ -35,7 +35,7 @@ def verify(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Check each image from outside against manifests/expectations.toml: user, setuid files,
+    """Check each image from outside against build/expectations.toml: user, setuid files,
     secrets in every layer and a run-time canary, ports and listeners, who reaches the bridge,
     health and hardening, a bot paired with its terminal. Writes a verify record per image id
     and JUnit XML; exits non-zero when a check fails."""

@@ -1,4 +1,4 @@
-"""What verify expects of each image and variant, read from ``manifests/expectations.toml``.
+"""What verify expects of each image and variant, read from ``build/expectations.toml``.
 
 The checks are code; what they compare against (user, ports, setuid allow-list, writable paths,
 health, how the container is run) is data, one table per image and variant, so a new variant or a
@@ -96,8 +96,10 @@ def parse(text: str, source: str = EXPECTATIONS_FILE) -> dict[str, Expectation]:
     return out
 
 
-def load(manifests_dir: Path) -> dict[str, Expectation]:
-    path = manifests_dir / EXPECTATIONS_FILE
+def load(build_dir: Path) -> dict[str, Expectation]:
+    """``build_dir``: the project's ``build/`` (beside the Dockerfiles the expectations judge;
+    not ``manifests/``, where every TOML file is an artifact manifest)."""
+    path = build_dir / EXPECTATIONS_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -110,7 +112,7 @@ def expectation_for(table: dict[str, Expectation], image: str, variant: str) -> 
     if key not in table:
         raise ConfigError(
             f"No expectations for {key}.",
-            hint=f"Add [{image}.{variant}] to manifests/{EXPECTATIONS_FILE}; known: "
+            hint=f"Add [{image}.{variant}] to build/{EXPECTATIONS_FILE}; known: "
             + ", ".join(sorted(table)),
         )
     return table[key]

@@ -9,7 +9,7 @@ filesystem is the layers applied in order; the hits are kept for every layer, de
 Caps: a file's first :data:`CONTENT_CAP` bytes are scanned (the rest is counted, not read); ELF
 and PE files (compiled code: most of Wine's 0.9 GB) are not scanned for contents, only named;
 a layer with more than :data:`MAX_ENTRIES` entries fails the read. Each layer is read once per
-process: the slim and secure images of one Dockerfile share most of their layers.
+process (per set of canaries): the images of one Dockerfile share most of their layers.
 """
 
 from __future__ import annotations
@@ -161,6 +161,10 @@ def read_layer(key: str, fileobj: IO[bytes], scanner: Scanner) -> Layer:
 
 
 _cache: dict[tuple[str, tuple[bytes, ...]], Layer] = {}
+"""Layers read in this process, by their directory in the saved tar and the canaries. The
+engine names that directory by the layer's chain id, its parent and its history entry, so
+equal names are equal layers: images of one Dockerfile share them (an image's top layer gets
+another name in an image built FROM it, and is read again there)."""
 _lock = threading.Lock()
 
 
@@ -187,19 +191,17 @@ class _Stream(io.RawIOBase):
 
 
 def save_and_read(image: Any, scanner: Scanner) -> SavedImage:
-    """Stream ``docker save`` of ``image`` (a docker-py Image) and read every layer."""
+    """Stream ``docker save`` of ``image`` (a docker-py Image) and read every layer (the
+    tar lists them by name, not in order: manifest.json, at the end, gives the order)."""
     by_key: dict[str, Layer] = {}
-    manifest: list[dict[str, Any]] | None = None
-    config: dict[str, Any] | None = None
-    raw = io.BufferedReader(_Stream(iter(image.save(chunk_size=1024 * 1024))), 1024 * 1024)
     blobs: dict[str, bytes] = {}
+    raw = io.BufferedReader(_Stream(iter(image.save(chunk_size=1024 * 1024))), 1024 * 1024)
     with tarfile.open(fileobj=raw, mode="r|") as outer:
         for member in outer:
             if member.name.endswith("/layer.tar") and member.isreg():
                 key = member.name.split("/")[0]
-                cache_key = (key, scanner.canaries)
                 with _lock:
-                    cached = _cache.get(cache_key)
+                    cached = _cache.get((key, scanner.canaries))
                 if cached is not None:
                     by_key[key] = cached
                     continue
@@ -208,14 +210,13 @@ def save_and_read(image: Any, scanner: Scanner) -> SavedImage:
                     continue
                 layer = read_layer(key, handle, scanner)
                 with _lock:
-                    _cache[cache_key] = layer
+                    _cache[(key, scanner.canaries)] = layer
                 by_key[key] = layer
             elif member.isreg() and member.name.endswith(".json") and member.size < 16 << 20:
                 handle = outer.extractfile(member)
                 if handle is not None:
                     blobs[member.name] = handle.read()
-    if "manifest.json" in blobs:
-        manifest = json.loads(blobs["manifest.json"])
+    manifest = json.loads(blobs["manifest.json"]) if "manifest.json" in blobs else None
     if not manifest:
         raise VerificationError("docker save gave no manifest.json; cannot order the layers.")
     config = json.loads(blobs.get(manifest[0]["Config"], b"{}"))

@@ -1,0 +1,201 @@
+"""The verify gate on the five images of the fixture profile: one test per check, each failing
+with what the check found and where. Every check runs once per image (session fixture: one
+docker save, one container, one helper); the tests below read its outcome."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+
+from mt5forge.records import VerifyRecord, read_record
+from mt5forge.stages.verify import VerifyResult, requests_for, verify_all
+from mt5forge.verify.checks import CHECK_NAMES
+from mt5forge.verify.live import Canary
+from mt5forge.verify.run import ImageVerdict
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+TARGETS = ["terminal:slim", "terminal:secure", "bot:slim", "bot:secure", "terminal-sim:slim"]
+
+
+@pytest.fixture(scope="session")
+def verified(built: Any, verify_canary: Canary) -> VerifyResult:
+    """`invoke verify`'s core on every image `built` made, records and JUnit XML included."""
+    requests = requests_for(built.settings, None, None)
+    return verify_all(built.settings, requests, fail=False, canary=verify_canary)
+
+
+@pytest.fixture(params=TARGETS)
+def verdict(request: pytest.FixtureRequest, verified: VerifyResult) -> ImageVerdict:
+    image, variant = request.param.split(":")
+    for v in verified.verdicts:
+        if (v.image, v.variant) == (image, variant):
+            return v
+    raise AssertionError(f"{request.param} was not verified")
+
+
+def outcome_ok(v: ImageVerdict, name: str) -> str:
+    o = v.outcome(name)
+    assert o.status != "failed", f"{v.image}:{v.variant} {name}: {o.detail}"
+    return o.status
+
+
+# One test per check. "not applicable" carries its reason in the record; a few are asserted
+# to apply where they must.
+
+
+def test_user_config(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "user.config")
+
+
+def test_user_processes(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "user.processes")
+
+
+def test_no_sudo(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "user.no_sudo")
+
+
+def test_setuid_files(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.setuid")
+    if verdict.variant == "secure":
+        assert verdict.outcome("files.setuid").detail.startswith("0 setuid")
+
+
+def test_shell(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.shell")
+    if (verdict.image, verdict.variant) == ("bot", "secure"):
+        assert verdict.outcome("files.shell").detail == "no shell"
+
+
+def test_writable_paths(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.writable")
+
+
+def test_unnecessary_files(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.unnecessary")
+
+
+def test_apt_caches(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.apt_caches")
+
+
+def test_licenses(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "files.licenses")
+
+
+def test_secrets_in_config(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "secrets.config")
+
+
+def test_secrets_in_history(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "secrets.history")
+
+
+def test_secrets_in_layers(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "secrets.layers")
+
+
+def test_canary(verdict: ImageVerdict) -> None:
+    assert outcome_ok(verdict, "secrets.canary") == "passed"
+
+
+def test_ports_exposed(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "ports.exposed")
+
+
+def test_ports_listeners(verdict: ImageVerdict) -> None:
+    assert outcome_ok(verdict, "ports.listeners") == "passed"
+
+
+def test_bridge_port_not_published(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "ports.not_published")
+
+
+def test_bridge_isolation(verdict: ImageVerdict) -> None:
+    status = outcome_ok(verdict, "bridge.isolation")
+    assert status == ("passed" if verdict.image != "bot" else "not applicable")
+
+
+def test_bridge_tls(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "bridge.tls")
+
+
+def test_health(verdict: ImageVerdict) -> None:
+    assert outcome_ok(verdict, "health") == "passed"
+
+
+def test_hardening(verdict: ImageVerdict) -> None:
+    status = outcome_ok(verdict, "hardening")
+    assert status == ("passed" if verdict.variant == "secure" else "not applicable")
+
+
+def test_pair(verdict: ImageVerdict) -> None:
+    assert outcome_ok(verdict, "pair") == "passed"
+    detail = verdict.outcome("pair").detail
+    if verdict.image == "bot":
+        assert detail.startswith("simulator:") and "demo order placed and closed" in detail
+    if verdict.image == "terminal":
+        assert detail.startswith("fixture terminal: the MetaTrader5 package answered")
+
+
+def test_pair_with_the_terminal_image(verdict: ImageVerdict) -> None:
+    status = outcome_ok(verdict, "pair.terminal")
+    if verdict.image == "bot":
+        assert status == "passed"
+        assert "fixture terminal: the MetaTrader5 package answered (" in (
+            verdict.outcome("pair.terminal").detail
+        )
+
+
+def test_accounts(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "accounts")
+
+
+def test_history(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "history")
+
+
+def test_metadata(verdict: ImageVerdict) -> None:
+    outcome_ok(verdict, "metadata")
+
+
+def test_every_check_has_a_test() -> None:
+    tested = {
+        "user.config", "user.processes", "user.no_sudo", "files.setuid", "files.shell",
+        "files.writable", "files.unnecessary", "files.apt_caches", "files.licenses",
+        "secrets.config", "secrets.history", "secrets.layers", "secrets.canary", "ports.exposed",
+        "ports.listeners", "ports.not_published", "bridge.isolation", "bridge.tls", "health",
+        "hardening", "pair", "pair.terminal", "accounts", "history", "metadata",
+    }  # fmt: skip
+    assert set(CHECK_NAMES) == tested
+
+
+def test_record_and_junit_name_every_check_and_the_terminal(
+    verified: VerifyResult, built: Any, verify_canary: Canary
+) -> None:
+    assert verified.passed, [
+        (v.image, v.variant, [o.name for o in v.failed]) for v in verified.verdicts
+    ]
+    suites = ET.parse(verified.junit).getroot()  # noqa: S314  # our own file
+    for v in verified.verdicts:
+        record = read_record(built.settings.run_dir, "verify", v.image_id)
+        assert isinstance(record, VerifyRecord) and record.passed
+        assert [c["name"] for c in record["checks"]] == list(CHECK_NAMES)
+        want = "simulator" if v.image != "terminal" else "fixture terminal"
+        assert record.terminal == want
+        suite = suites.find(f"testsuite[@name='verify {v.image}:{v.variant}']")
+        assert suite is not None
+        assert {p.get("name"): p.get("value") for p in suite.iter("property")}["image_id"] == (
+            v.image_id
+        )
+        assert [c.get("name") for c in suite.iter("testcase")] == list(CHECK_NAMES)
+        assert record.path is not None
+        text = record.path.read_text()
+        assert json.loads(text)["image_id"] == v.image_id
+        assert not [c for c in verify_canary.secrets() if c in text], "a canary is in the record"
+    junit = verified.junit.read_text()
+    assert not [c for c in verify_canary.secrets() if c in junit], "a canary is in the JUnit XML"
