@@ -11,10 +11,19 @@ from invoke.tasks import task
 from mt5forge.base import BaseImage
 from mt5forge.engine import ensure_engine
 from mt5forge.pairing import run_pair
-from mt5forge.report.views import artifacts_report, base_report, build_report, summary_report
+from mt5forge.report.views import (
+    artifacts_report,
+    base_report,
+    build_report,
+    sbom_report,
+    scan_report,
+    summary_report,
+)
 from mt5forge.stages import PIPELINE, run_stages
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.fetch import FetchResult
+from mt5forge.stages.sbom import SbomResult
+from mt5forge.stages.scan import ScanResult
 from mt5forge.tasks._common import console, enter_fixture, show, task_context
 from mt5forge.tasks._progress import RichProgress
 
@@ -43,6 +52,10 @@ def demo(c: Context, verbose: bool = False) -> None:
         show(base_report(base))
         show(artifacts_report(fetched.artifacts, f"Artifacts ({fetched.profile} profile)"))
         show(build_report(built, str(settings.run_dir / "records")))
+        sboms: tuple[SbomResult, ...] = results["sbom"]
+        scans: tuple[ScanResult, ...] = results["scan"]
+        show(sbom_report(sboms))
+        show(scan_report(scans))
 
         console.rule(f"{steps}/{steps} pair a bot with its terminal")
         with console.status("Starting terminal-sim and a secure bot in its network namespace..."):
@@ -74,6 +87,19 @@ def demo(c: Context, verbose: bool = False) -> None:
                     "through the mirror override; not upstream files",
                 ),
                 ("build", f"{len(built)} image(s): " + ", ".join(str(r.target) for r in built)),
+                (
+                    "sbom",
+                    f"{len(sboms)} CycloneDX 1.6 SBOM(s), validated, in "
+                    f"{settings.path(settings.sbom.dir)}",
+                ),
+                (
+                    "scan",
+                    f"{sum(r.passed for r in scans)}/{len(scans)} image(s) passed Trivy's "
+                    "secret and misconfiguration checks; vulnerabilities against a FIXTURE "
+                    "database (made here, no real advisories)"
+                    if all(r.database.fixture for r in scans)
+                    else f"{sum(r.passed for r in scans)}/{len(scans)} image(s) passed",
+                ),
                 (
                     "pair",
                     f"{pair.bot_image} in the namespace of {pair.terminal_image} ({pair.backend} "
