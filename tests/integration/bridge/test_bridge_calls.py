@@ -79,9 +79,9 @@ def test_account_info_crosses_as_named_tuple(session: remote.Bridge) -> None:
 
 
 def test_symbols(session: remote.Bridge) -> None:
-    assert session.symbols_total() == 13
+    assert session.symbols_total() == 14
     eur = session.symbols_get(group="EUR*,!*JPY")
-    assert {s.name for s in eur} == {"EURUSD", "EURGBP"}
+    assert {s.name for s in eur} == {"EURUSD", "EURGBP", "EURCAD"}
     info = session.symbol_info("EURUSD")
     assert info.digits == 5 and info.volume_min == 0.01 and info.ask > info.bid
     assert session.symbol_select("EURUSD", False) is True

@@ -27,8 +27,7 @@ mt5bridge.remote.status(). Each client connection is its own session on the brid
 client's shutdown() or failed login leaves this one's alone.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it would add an `annotations` name to the surface.
 import os as _os
 import threading as _threading
 from typing import Any as _Any

@@ -113,6 +113,7 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     _fx("USDCAD", "US Dollar vs Canadian Dollar", 1.3500, 14, 0.06, 6.0, (1.2, -8.7)),
     _fx("NZDUSD", "New Zealand Dollar vs US Dollar", 0.6100, 15, 0.09, 7.0, (-2.2, -3.3)),
     _fx("EURGBP", "Euro vs Great Britain Pound", 0.8550, 12, 0.05, 7.0, (-6.3, 0.9)),
+    _fx("EURCAD", "Euro vs Canadian Dollar", 1.4650, 18, 0.06, 8.0, (-8.9, 2.6)),
     _fx("EURJPY", "Euro vs Japanese Yen", 161.00, 17, 0.09, 5.0, (7.1, -23.6), digits=3),
     _fx(
         "GBPJPY",

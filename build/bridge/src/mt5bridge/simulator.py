@@ -1034,10 +1034,7 @@ class Simulator:
         self._ok()
         return len(self._specs)
 
-    def symbols_get(self, *args: Any, group: Any = None) -> tuple[SymbolInfo, ...] | None:
-        if args:
-            self._set_error(C.RES_E_INVALID_PARAMS, terms.UNNAMED_NOT_ALLOWED)
-            return None
+    def symbols_get(self, group: Any = None) -> tuple[SymbolInfo, ...] | None:
         if group is not None and not isinstance(group, str):
             self._set_error(C.RES_E_INVALID_PARAMS, terms.invalid_argument("group"))
             return None
