@@ -10,15 +10,16 @@ change to the build context reach the verified cache (and the other way round).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from mt5forge.config import Settings
 from mt5forge.errors import BuildError, ConfigError
-from mt5forge.files import sha256_file
 from mt5forge.images import WINDOWS_WHEELS, ArtifactLike, Target
 
 _IGNORE = shutil.ignore_patterns(
@@ -140,10 +141,30 @@ def _pin_mtime(path: Path) -> None:
 
 def _copy_verified(artifact: ArtifactLike, dest: Path) -> None:
     """Copy an artifact into the context, checking its bytes once more on the way. A copy,
-    never a hard link: the context must not share an inode with the verified cache."""
-    if sha256_file(artifact.path) != artifact.sha256:
+    never a hard link: the context must not share an inode with the verified cache.
+
+    The bytes are hashed as they are copied (what is checked is what lands in the context, with
+    no window to swap the file between check and copy), and the cache file is opened without
+    following a link: the cache never follows one.
+    """
+    try:
+        fd = os.open(artifact.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise BuildError(
+            f"{artifact.path} cannot be read as a regular file ({e.strerror}).",
+            hint="The artifact cache was changed behind our back; run `invoke fetch` again.",
+        ) from e
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as src, open(dest, "xb") as out:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise BuildError(f"{artifact.path} is not a regular file.")
+        while block := src.read(1 << 20):
+            h.update(block)
+            out.write(block)
+        shutil.copystat(artifact.path, dest, follow_symlinks=False)
+    if h.hexdigest() != artifact.sha256:
+        dest.unlink()
         raise BuildError(
             f"{artifact.path} no longer has the sha256 fetch verified ({artifact.sha256}).",
             hint="The artifact cache was changed behind our back; run `invoke fetch` again.",
         )
-    shutil.copy2(artifact.path, dest)

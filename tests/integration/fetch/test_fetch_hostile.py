@@ -25,7 +25,7 @@ import pytest
 
 from mt5forge.cache import Cache
 from mt5forge.config import Settings
-from mt5forge.errors import FetchError, VerificationError
+from mt5forge.errors import BuildError, FetchError, VerificationError
 from mt5forge.fetch import FetchIncomplete, fetch_all, pin_all
 from mt5forge.fixtures import FileServer, FixtureKit, serve_directory
 from mt5forge.lock import read_lock, write_lock
@@ -437,3 +437,29 @@ def test_pin_allow_downgrade_says_so_in_the_diff(newer_lock: Settings) -> None:
     assert change.downgrade == "9.5.0 -> 9.4.0"
     assert '+note = "DOWNGRADE 9.5.0 -> 9.4.0, allowed with --allow-downgrade' in result.diff
     assert '-version = "9.5.0"' in result.diff and '+version = "9.4.0"' in result.diff
+
+
+# --- the build context gets copies ---------------------------------------------------------------
+
+
+def test_build_context_gets_copies_not_links_of_the_cache(make_settings, tmp_path: Path) -> None:
+    from mt5forge.context import stage_context
+    from mt5forge.images import Target, terminal_artifacts
+
+    s = make_settings()
+    roles = terminal_artifacts(fetch_all(s))
+    dest = stage_context(Target(image="terminal", variant="slim"), s, tmp_path / "ctx", roles)
+    for a in roles.values():
+        copy = dest / "artifacts" / a.filename
+        cached, staged = os.stat(a.path), os.stat(copy)
+        assert staged.st_ino != cached.st_ino and staged.st_nlink == 1 == cached.st_nlink
+        assert not copy.is_symlink()
+    # A cache entry swapped for a link (to the right bytes, even) is not followed.
+    a = next(iter(roles.values()))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copyfile(a.path, elsewhere)
+    a.path.chmod(0o644)
+    a.path.unlink()
+    a.path.symlink_to(elsewhere)
+    with pytest.raises(BuildError, match="cannot be read as a regular file"):
+        stage_context(Target(image="terminal", variant="slim"), s, tmp_path / "ctx2", roles)
