@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from mt5forge.records import VerifyRecord, read_record
 from mt5forge.stages.verify import VerifyResult, requests_for, verify_all
 from mt5forge.verify.checks import CHECK_NAMES
+from mt5forge.verify.cst import run_cst, write_config
+from mt5forge.verify.expectations import expectation_for, load
 from mt5forge.verify.live import Canary
 from mt5forge.verify.run import ImageVerdict
 
@@ -199,3 +202,20 @@ def test_record_and_junit_name_every_check_and_the_terminal(
         assert not [c for c in verify_canary.secrets() if c in text], "a canary is in the record"
     junit = verified.junit.read_text()
     assert not [c for c in verify_canary.secrets() if c in junit], "a canary is in the JUnit XML"
+
+
+def test_container_structure_test_agrees_on_bot_slim(
+    verified: VerifyResult, built: Any, tmp_path: Path
+) -> None:
+    """Google's container-structure-test, with a config generated from the same expectations,
+    passes the image verify passed: two tools, one answer."""
+    settings = built.settings
+    e = expectation_for(load(settings.root / "build"), "bot", "slim")
+    config = write_config(tmp_path / "cst.yaml", e, settings.runtime.uid, settings.runtime.gid)
+    results = run_cst(f"{settings.images.prefix}/bot:slim", config)
+    kinds = {r.name.split(":")[0] for r in results}
+    assert kinds >= {"Command Test", "File Existence Test", "File Content Test", "Metadata Test"}
+    assert [r for r in results if not r.passed] == []
+    ours = next(v for v in verified.verdicts if (v.image, v.variant) == ("bot", "slim"))
+    for name in ("user.config", "user.processes", "user.no_sudo", "files.shell", "ports.exposed"):
+        assert ours.outcome(name).status == "passed"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mt5forge.stages.verify import context
+from mt5forge.verify.cst import run_cst, write_config
 from mt5forge.verify.expectations import expectation_for, load
 from mt5forge.verify.live import Canary
 from mt5forge.verify.run import ImageVerdict, verify_image
@@ -141,3 +142,18 @@ def test_canary_leaked_to_a_log_line_is_caught(
     detail = failed(v, "secrets.canary")
     assert "log line" in detail and "debug: password=<canary>" in detail
     assert not [c for c in verify_canary.secrets() if c in detail]
+
+
+def test_container_structure_test_agrees_on_the_root_user(
+    judge: Any, negative: Any, built: Any, tmp_path: Path
+) -> None:
+    """The config generated from terminal-sim:slim's expectations fails the root image's
+    metadata test, as verify's user.config does."""
+    ref = negative("root-user")
+    settings = built.settings
+    e = expectation_for(load(settings.root / "build"), "terminal-sim", "slim")
+    config = write_config(tmp_path / "cst.yaml", e, settings.runtime.uid, settings.runtime.gid)
+    failed_cst = [r for r in run_cst(ref, config) if not r.passed]
+    assert [r.name for r in failed_cst] == ["Command Test: runs as the runtime user",
+                                            "Metadata Test"]  # fmt: skip
+    assert judge(ref, "terminal-sim:slim", "user.config").outcome("user.config").status == "failed"
