@@ -23,6 +23,8 @@ from mt5bridge.terms import timeframe_seconds
 _LOOKBACK_DAYS: Final = 10
 _M1_CACHE_DAYS: Final = 800
 _H1_CACHE_DAYS: Final = 20_000
+_NO_TICKS: Final = np.zeros(0, dtype=TICKS_DTYPE)
+_NO_TIMES: Final = np.zeros(0, dtype=np.int64)
 
 
 class Feed:
@@ -36,12 +38,17 @@ class Feed:
     # -- ticks -----------------------------------------------------------------------------
 
     def _day_ticks(self, day: int, now_ms: int) -> Array:
+        return self._day(day, now_ms)[0]
+
+    def _day(self, day: int, now_ms: int) -> tuple[Array, Array]:
+        """The day's ticks up to now_ms, and their time_msc (contiguous, for searching)."""
         if day * DAY < self.history_start - DAY or day * DAY_MS > now_ms:
-            return np.zeros(0, dtype=TICKS_DTYPE)
-        ticks = self.stream.day(day)
+            return _NO_TICKS, _NO_TIMES
+        ticks, times = self.stream.day(day), self.stream.times(day)
         if (day + 1) * DAY_MS > now_ms:
-            ticks = ticks[: int(np.searchsorted(ticks["time_msc"], now_ms, side="right"))]
-        return ticks
+            end = int(np.searchsorted(times, now_ms, side="right"))
+            ticks, times = ticks[:end], times[:end]
+        return ticks, times
 
     def last_tick(self, now_ms: int) -> Array | None:
         """The last tick at or before `now_ms` (a one-element array), or None."""
@@ -59,13 +66,9 @@ class Feed:
         parts: list[Array] = []
         count = 0
         for day in range(lo_ms // DAY_MS, hi_ms // DAY_MS + 1):
-            ticks = self._day_ticks(day, now_ms)
-            times = ticks["time_msc"]
-            part = ticks[
-                int(np.searchsorted(times, lo_ms)) : int(
-                    np.searchsorted(times, hi_ms, side="right")
-                )
-            ]
+            ticks, times = self._day(day, now_ms)
+            lo = int(np.searchsorted(times, lo_ms))
+            part = ticks[lo : int(np.searchsorted(times, hi_ms, side="right"))]
             parts.append(part)
             count += len(part)
             if limit is not None and count >= limit:
@@ -80,8 +83,8 @@ class Feed:
         got = 0
         day = end_ms // DAY_MS
         while got < count and day * DAY >= self.history_start - DAY:
-            ticks = self._day_ticks(day, now_ms)
-            ticks = ticks[: int(np.searchsorted(ticks["time_msc"], end_ms, side="right"))]
+            ticks, times = self._day(day, now_ms)
+            ticks = ticks[: int(np.searchsorted(times, end_ms, side="right"))]
             parts.append(ticks)
             got += len(ticks)
             day -= 1

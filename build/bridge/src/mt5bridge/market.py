@@ -217,7 +217,7 @@ class TickStream:
     def __init__(self, spec: SymbolSpec, seed: int, *, cache_days: int = 48) -> None:
         self.spec = spec
         self.seed = seed
-        self._days: OrderedDict[int, Array] = OrderedDict()
+        self._days: OrderedDict[int, tuple[Array, Array]] = OrderedDict()
         self._anchors: dict[int, float] = {}
         self._cache_days = cache_days
         self._sigma_day = spec.annual_vol / math.sqrt(260.0)
@@ -246,15 +246,24 @@ class TickStream:
 
     def day(self, day: int) -> Array:
         """All ticks of `day`, in time order (cached: a few dozen days)."""
-        ticks = self._days.get(day)
-        if ticks is not None:
+        return self._cached(day)[0]
+
+    def times(self, day: int) -> Array:
+        """The day's time_msc as a contiguous array: searching the structured array's field
+        (a strided view) costs a copy per search."""
+        return self._cached(day)[1]
+
+    def _cached(self, day: int) -> tuple[Array, Array]:
+        known = self._days.get(day)
+        if known is not None:
             self._days.move_to_end(day)
-            return ticks
+            return known
         ticks = self._generate(day)
-        self._days[day] = ticks
+        entry = (ticks, np.ascontiguousarray(ticks["time_msc"]))
+        self._days[day] = entry
         while len(self._days) > self._cache_days:
             self._days.popitem(last=False)
-        return ticks
+        return entry
 
     def _generate(self, day: int) -> Array:
         spec = self.spec
@@ -298,11 +307,20 @@ class ReplayStream:
     def __init__(self, spec: SymbolSpec, ticks: Array) -> None:
         self.spec = spec
         self.ticks = ticks
-        self._day_index = ticks["time_msc"] // DAY_MS
+        self._times = np.ascontiguousarray(ticks["time_msc"])
+        self._day_index = self._times // DAY_MS
+
+    def _bounds(self, day: int) -> tuple[int, int]:
+        lo, hi = np.searchsorted(self._day_index, [day, day + 1])
+        return int(lo), int(hi)
 
     def day(self, day: int) -> Array:
-        lo, hi = np.searchsorted(self._day_index, [day, day + 1])
+        lo, hi = self._bounds(day)
         return self.ticks[lo:hi]
+
+    def times(self, day: int) -> Array:
+        lo, hi = self._bounds(day)
+        return self._times[lo:hi]
 
     @property
     def first_ms(self) -> int:

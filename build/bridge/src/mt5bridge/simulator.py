@@ -96,6 +96,8 @@ class SimulatorConfig:
     seed: int = 1
     symbols: tuple[SymbolSpec, ...] = DEFAULT_SYMBOLS
     history_start: int = HISTORY_START
+    #: The terminal's "Max bars in chart": no copy_rates_* answer is longer.
+    max_bars: int = MAXBARS
     #: Symbol name -> CSV to replay (MetaTrader 5 tick or bar export; see mt5bridge.market).
     csv_bars: Mapping[str, Path] = field(default_factory=dict)
     #: Simulated time at start (Unix seconds); None: the wall clock, or the first replayed tick.
@@ -1006,7 +1008,7 @@ class Simulator:
             community_account=False, community_connection=False, connected=self._logged_in,
             dlls_allowed=False, trade_allowed=True, tradeapi_disabled=False, email_enabled=False,
             ftp_enabled=False, notifications_enabled=False, mqid=False, build=SIM_BUILD,
-            maxbars=MAXBARS, codepage=0, ping_last=0, community_balance=0.0,
+            maxbars=self._config.max_bars, codepage=0, ping_last=0, community_balance=0.0,
             retransmission=0.0, company=self._config.company, name="mt5bridge simulator",
             language="English", path="", data_path="", commondata_path="",
         )  # fmt: skip
@@ -1128,11 +1130,8 @@ class Simulator:
         return self._symbol(symbol, C.RES_E_INVALID_PARAMS)
 
     def _rates_done(self, bars: Array) -> Array | None:
-        if len(bars) == 0:
-            # The real terminal answers an empty range with None and "Terminal: Not found"...
-            # not always; an empty array is what a bot can iterate, so we return that.
-            self._ok()
-            return bars.copy()
+        # A range without bars (a weekend, before history_start) is an empty array: what a bot
+        # can iterate. (Our choice: the terminal's answer there is not documented.)
         self._ok()
         return bars.copy()
 
@@ -1150,8 +1149,8 @@ class Simulator:
             self._set_error(C.RES_E_INVALID_PARAMS)
             return None
         now = int(self._now())
-        return self._rates_done(self._feeds[symbol].bars_before(timeframe, end, min(n, MAXBARS),
-                                                                now))  # fmt: skip
+        bars = self._feeds[symbol].bars_before(timeframe, end, min(n, self._config.max_bars), now)
+        return self._rates_done(bars)
 
     def copy_rates_from_pos(self, symbol: Any, timeframe: Any, start_pos: Any,
                             count: Any) -> Array | None:  # fmt: skip
@@ -1167,7 +1166,9 @@ class Simulator:
             self._set_error(C.RES_E_INVALID_PARAMS)
             return None
         now = int(self._now())
-        bars = self._feeds[symbol].bars_before(timeframe, now, min(start + n, MAXBARS), now)
+        bars = self._feeds[symbol].bars_before(
+            timeframe, now, min(start + n, self._config.max_bars), now
+        )
         return self._rates_done(bars[: max(0, len(bars) - start)][-n:])
 
     def copy_rates_range(self, symbol: Any, timeframe: Any, date_from: Any,
@@ -1182,7 +1183,7 @@ class Simulator:
             return None
         now = int(self._now())
         bars = self._feeds[symbol].bars(timeframe, lo, hi, now)
-        return self._rates_done(bars[-MAXBARS:])
+        return self._rates_done(bars[-self._config.max_bars :])
 
     def _ticks_args(self, symbol: Any, flags: Any) -> SymbolSpec | None:
         if not isinstance(symbol, str):
