@@ -174,7 +174,9 @@ def test_frame_reader_raises_nothing_but_protocol_error_and_stays_bounded(
         while True:
             item = reader.next()
             if isinstance(item, Frame):
-                assert len(item.data) <= 64
+                assert len(item.body) <= 64
+                opened = item.opened()
+                assert isinstance(opened, Refused) or len(opened) <= 64
                 continue
             if isinstance(item, Refused):
                 continue

@@ -32,9 +32,26 @@ _SEQ_PREFIX: Final = 48  # enough of a body to read its message type and sequenc
 
 @dataclass(frozen=True)
 class Frame:
-    """A whole frame's body, inflated if it came compressed."""
+    """A whole frame's body as received; `opened()` gives the request bytes."""
 
-    data: bytes
+    body: bytes
+    compressed: bool = False
+    max_frame: int = DEFAULT_MAX_FRAME
+
+    def opened(self) -> bytes | Refused:
+        """The body, inflated (under the cap) if it came compressed, or the refusal to send.
+        Inflating is left to whoever calls this (a worker, in the server), not to the reader,
+        so a stream of zlib bombs costs the event loop nothing but reading them. ProtocolError
+        when the body neither inflates nor names its request."""
+        if not self.compressed:
+            return self.body
+        try:
+            return inflate(self.body, self.max_frame)
+        except ProtocolError as exc:
+            seq = request_seq(_inflated_prefix(self.body))
+            if seq is None:
+                raise
+            return Refused(seq, str(exc))
 
 
 @dataclass(frozen=True)
@@ -140,15 +157,7 @@ class FrameReader:
             raise ProtocolError("frame does not end where its header says")
         body = bytes(self._buf[HEADER : end - 1])
         del self._buf[:end]
-        if not compressed:
-            return Frame(body)
-        try:
-            return Frame(inflate(body, self.max_frame))
-        except ProtocolError as exc:
-            seq = request_seq(_inflated_prefix(body))
-            if seq is None:
-                raise
-            return Refused(seq, str(exc))
+        return Frame(body, compressed == 1, self.max_frame)
 
     def _oversized(self, length: int, compressed: bool) -> Refused | None:
         self._prefix_needed = min(length, _SEQ_PREFIX)

@@ -51,9 +51,16 @@ _SCHEMES = re.compile(
     r"(?P<scheme>\b(?i:bearer)\s+|\b(?:Basic|Digest)\s+(?=[A-Za-z0-9._~+/=-]{12}))"
     r"[A-Za-z0-9._~+/=-]+"
 )
-_URL_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?P<at>@)")
+_URL_USERINFO = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?P<at>@)"
+)
+# Words one of which a keyed secret or a scheme contains: a line with none of them (most lines)
+# skips those patterns. Lower-case, as the patterns match case-insensitively.
+_KEY_HINTS = ("pass", "pwd", "secret", "token", "api", "key", "auth", "credential", "cookie")
+_SCHEME_HINTS = ("bearer", "basic", "digest")
 # Between the digits of an account number: a thousands separator of any locale, or none.
 _DIGIT_GAP = r"[\s,._'\u2019\u00a0\u202f\u2009]?"
+_NOT_DIGITS = {ord(c): None for c in ",._'\u2019\u00a0\u202f\u2009"}
 # What may sit between the characters of a secret: a wrapped line, spaces put in for show.
 _GAP = r"\s*"
 
@@ -112,6 +119,12 @@ def forms(secret: str) -> set[str]:
     return {f for f in out if f.strip()}
 
 
+def _squeezed(text: str) -> str:
+    """`text` without whitespace, case-folded: what the secret patterns see of it (they allow
+    whitespace between characters and ignore case), for a quick test before running them."""
+    return "".join(text.split()).casefold()
+
+
 def _spaced(text: str) -> str:
     """A pattern for `text` with any whitespace allowed between its characters."""
     chars = [c for c in text if not c.isspace()]
@@ -125,21 +138,33 @@ class Redactor:
         texts = sorted({f for s in secrets if s for f in forms(s)}, key=len, reverse=True)
         patterns = [_spaced(t) for t in texts if _spaced(t)]
         self._secrets = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
-        self._accounts: list[tuple[re.Pattern[str], str]] = []
+        # What each pattern needs to find in a line; a line that holds none of these (most
+        # lines) skips the patterns, which cost far more than these substring tests.
+        self._needles = sorted({_squeezed(t) for t in texts} - {""}, key=len)
+        self._accounts: list[tuple[str, re.Pattern[str], str]] = []
         for login in sorted({int(a) for a in accounts if a}, reverse=True):
             digits = _DIGIT_GAP.join(str(login))
-            self._accounts.append(
-                (re.compile(rf"(?<![0-9]){digits}(?![0-9])"), mask_account(login))
-            )
+            pattern = re.compile(rf"(?<![0-9]){digits}(?![0-9])")
+            self._accounts.append((str(login), pattern, mask_account(login)))
 
     def __call__(self, text: str) -> str:
         if self._secrets is not None:
-            text = self._secrets.sub(MASK, text)
-        for pattern, masked in self._accounts:
-            text = pattern.sub(masked, text)
-        text = _KEYED.sub(_mask_keyed, text)
-        text = _SCHEMES.sub(lambda m: f"{m['scheme']}{MASK}", text)
-        return _URL_USERINFO.sub(lambda m: f"{m['head']}{MASK}{m['at']}", text)
+            squeezed = _squeezed(text)
+            if any(needle in squeezed for needle in self._needles):
+                text = self._secrets.sub(MASK, text)
+        if self._accounts:
+            digits = "".join(text.translate(_NOT_DIGITS).split())
+            for login, pattern, masked in self._accounts:
+                if login in digits:
+                    text = pattern.sub(masked, text)
+        lowered = text.lower()
+        if any(hint in lowered for hint in _KEY_HINTS):
+            text = _KEYED.sub(_mask_keyed, text)
+        if any(hint in lowered for hint in _SCHEME_HINTS):
+            text = _SCHEMES.sub(lambda m: f"{m['scheme']}{MASK}", text)
+        if "://" in text:
+            text = _URL_USERINFO.sub(lambda m: f"{m['head']}{MASK}{m['at']}", text)
+        return text
 
 
 def _mask_keyed(match: re.Match[str]) -> str:

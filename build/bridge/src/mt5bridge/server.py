@@ -51,7 +51,7 @@ from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
 from mt5bridge.envsecrets import SettingError, read_setting
 from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError, ProtocolError
-from mt5bridge.frames import DEFAULT_MAX_FRAME, Frame, FrameReader
+from mt5bridge.frames import DEFAULT_MAX_FRAME, Frame, FrameReader, Refused
 from mt5bridge.guard import GuardedConnection, Outbox
 from mt5bridge.handshake import (
     RPYC_VERSION,
@@ -69,6 +69,7 @@ log = logging.getLogger("mt5bridge.server")
 
 DEFAULT_PORT = 18812  # the port mt5linux users know
 _CHUNK = 1 << 16
+_READS_PER_TURN = 16  # 1 MiB at most from one connection before the loop serves the others
 # accept() errors that mean "out of resources, try again later", not "this peer failed".
 _EXHAUSTED = frozenset(
     getattr(errno, name)
@@ -434,6 +435,7 @@ class BridgeServer:
     def _read_frames(self, conn: _Conn) -> None:
         reader = conn.reader
         assert reader is not None and conn.rpc is not None  # noqa: S101
+        reads = 0
         while conn.phase == "serve" and not conn.busy and not conn.out:
             try:
                 item = reader.next()
@@ -441,7 +443,7 @@ class BridgeServer:
                 self._close(conn, f"closed {conn.peer}: {exc}")
                 return
             if isinstance(item, Frame):
-                self._submit(conn, self._serve_frame, item.data)
+                self._submit(conn, self._serve_frame, item)
                 return
             if item is not None:  # refused: tell the client, keep the connection
                 if item.seq is None:
@@ -455,6 +457,9 @@ class BridgeServer:
                 self._flush(conn)
                 continue
             if self._throttled(conn):
+                return
+            reads += 1
+            if reads > _READS_PER_TURN:  # a fast sender waits for its next turn, not the others
                 return
             was_partial = reader.partial
             data = self._recv(conn, reader.want())
@@ -602,11 +607,20 @@ class BridgeServer:
             conn.phase = "serve"
             log.info("client %s connected", conn.peer)
 
-    def _serve_frame(self, conn: _Conn, data: bytes) -> None:
-        """Worker: run one request and queue its reply."""
+    def _serve_frame(self, conn: _Conn, frame: Frame) -> None:
+        """Worker: inflate the frame if it came compressed, run the request, queue the reply."""
         assert conn.rpc is not None  # noqa: S101
         try:
-            keep = conn.rpc.handle_frame(data)
+            data = frame.opened()
+            if isinstance(data, Refused):
+                if data.seq is None:
+                    raise ProtocolError(data.reason)
+                log.warning("refused a request from %s: %s", conn.peer, data.reason)
+                error = ValueError(f"mt5bridge refused the request: {data.reason}")
+                conn.rpc.refuse(data.seq, error)
+                keep = True
+            else:
+                keep = conn.rpc.handle_frame(data)
         except ProtocolError as exc:
             log.warning("closed %s: %s", conn.peer, exc)
             keep = False
