@@ -13,6 +13,7 @@ from mt5forge.report import Report, columns
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.sbom import SbomResult
 from mt5forge.stages.scan import ScanResult
+from mt5forge.tools.trivy import Finding
 
 
 def _size(n: int) -> str:
@@ -214,6 +215,14 @@ def sbom_report(results: Sequence[SbomResult]) -> Report:
     )
 
 
+def _where(f: Finding) -> str:
+    if f.package:
+        return f.package
+    if f.kind == "misconfiguration" and f.target.startswith("sha256:"):
+        return "image config"
+    return f.location or f.target
+
+
 def scan_report(results: Sequence[ScanResult]) -> Report:
     rows = []
     hidden = 0
@@ -227,7 +236,7 @@ def scan_report(results: Sequence[ScanResult]) -> Report:
                 (
                     str(r.target),
                     f.id,
-                    f.package or f.location or f.target,
+                    _where(f),
                     f.installed_version,
                     f.fixed_version,
                     f.severity,
