@@ -30,6 +30,8 @@ _ASSIGN_LINE = re.compile(rb"(?m)^[ \t]*(?:export[ \t]+)?(" + _KEYS + rb")" + _V
 _ASSIGN_ANY = re.compile(rb"(?<![A-Za-z0-9_])(" + _KEYS + rb")" + _VALUE)
 
 #: Values that are secrets whatever their key: the usual token and key shapes.
+#: Token shapes must stand alone: inside a base64 blob (corepack.cjs embeds WebAssembly as
+#: base64 in terminal:secure) "AKIA" and 16 capitals happen by chance.
 #: Each rule with the literals one of which a match must contain: ``bytes in`` is a memchr
 #: scan, far faster than the regex, and most files contain none of them.
 VALUE_RULES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = (
@@ -44,9 +46,13 @@ VALUE_RULES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = (
     (
         "GitHub token",
         (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"),
-        re.compile(rb"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{36,}"),
+        re.compile(rb"(?<![A-Za-z0-9+/])gh[pousr]_[A-Za-z0-9]{36,}"),
     ),
-    ("AWS access key", (b"AKIA", b"ASIA"), re.compile(rb"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])")),
+    (
+        "AWS access key",
+        (b"AKIA", b"ASIA"),
+        re.compile(rb"(?<![A-Za-z0-9+/])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9+/=])"),
+    ),
     ("Slack token", (b"xox",), re.compile(rb"xox[abprs]-[A-Za-z0-9-]{10,}")),
     ("PyPI token", (b"pypi-AgE",), re.compile(rb"pypi-AgE[A-Za-z0-9_-]{50,}")),
     (
