@@ -449,6 +449,40 @@ def health(s: Subject) -> str:
     return "healthy (the image's own HEALTHCHECK command)"
 
 
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def _cgroup_limits(container_id: str, host: dict[str, Any]) -> tuple[list[str], int]:
+    """The kernel's view of the limits the engine was asked for (cgroup v1 or v2), when the
+    engine runs on this host; an engine elsewhere leaves only its own word (HostConfig)."""
+    v1 = {
+        "Memory": (_CGROUP / "memory/docker" / container_id / "memory.limit_in_bytes"),
+        "PidsLimit": (_CGROUP / "pids/docker" / container_id / "pids.max"),
+        "NanoCpus": (_CGROUP / "cpu/docker" / container_id / "cpu.cfs_quota_us"),
+    }
+    v2 = _CGROUP / "system.slice" / f"docker-{container_id}.scope"
+    problems = []
+    read = 0
+    for key, path in v1.items():
+        if not path.is_file() and v2.is_dir():
+            path = (
+                v2 / {"Memory": "memory.max", "PidsLimit": "pids.max", "NanoCpus": "cpu.max"}[key]
+            )
+        try:
+            text = path.read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        read += 1
+        want = int(host.get(key) or 0)
+        got = int(text) if text.isdigit() else -1
+        if key == "NanoCpus":
+            # quota per 100 ms period: 0.5 CPU is 50000
+            want = want // 10_000
+        if got != want:
+            problems.append(f"the kernel's {path.name} is {text}, not {want}")
+    return problems, read
+
+
 def hardening(s: Subject) -> str:
     if not s.expectation.hardened:
         raise NotApplicable("slim variants run as their compose file runs them, unhardened")
@@ -469,6 +503,8 @@ def hardening(s: Subject) -> str:
             problems.append(f"pid {p.pid} has capabilities {p.cap_eff:#x}")
         if not p.no_new_privs:
             problems.append(f"pid {p.pid} may gain privileges")
+    kernel, read = _cgroup_limits(s.running.target.id, host)
+    problems += kernel
     s.running.target.reload()
     if s.running.target.status != "running":
         problems.append(f"the container is {s.running.target.status}")
@@ -477,6 +513,7 @@ def hardening(s: Subject) -> str:
     return (
         f"running with read-only root, no capabilities, no-new-privileges, memory "
         f"{host['Memory'] >> 20} MiB, pids {host['PidsLimit']}, cpus {host['NanoCpus'] / 1e9:g}"
+        + (f" (the kernel's cgroup agrees on {read} limits)" if read else "")
     )
 
 
