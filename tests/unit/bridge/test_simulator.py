@@ -324,6 +324,31 @@ def test_errors_are_the_packages() -> None:
     assert sim.last_error() == (-2, "Unnamed arguments not allowed")
 
 
+def test_hostile_requests_are_bounded_and_refused_cleanly() -> None:
+    sim = _sim()
+    week_ago = WEDNESDAY_NOON - 7 * 86_400
+    assert len(sim.copy_ticks_from("EURUSD", week_ago, 10**12, C.COPY_TICKS_ALL)) <= 1_000_000
+    bars = sim.copy_rates_range("EURUSD", C.TIMEFRAME_M1, 0, 2**36)
+    assert len(bars) == 100_000 and bars["time"][-1] <= WEDNESDAY_NOON
+    assert sim.copy_ticks_range("EURUSD", 0, 2**36, C.COPY_TICKS_ALL) is None  # over a month
+    for bad in (float("nan"), float("inf"), -1, 2**80, "2024-01-01", None, True):
+        assert sim.copy_rates_from("EURUSD", C.TIMEFRAME_M1, bad, 10) is None, bad
+        assert sim.last_error()[0] == C.RES_E_INVALID_PARAMS
+        assert sim.copy_ticks_from("EURUSD", bad, 10, C.COPY_TICKS_ALL) is None, bad
+    for count in (0, -5, 1.5, "10", None):
+        assert sim.copy_rates_from_pos("EURUSD", C.TIMEFRAME_M1, 0, count) is None, count
+    assert sim.copy_ticks_from("EURUSD", week_ago, 10, 12345) is None
+    assert sim.last_error() == (-2, 'Invalid "flags" argument')
+    assert sim.order_send([("action", 1)]) is None
+    assert sim.last_error() == (-2, "Invalid arguments")
+    assert sim.order_send({"action": 99, "symbol": "EURUSD"}).retcode == C.TRADE_RETCODE_INVALID
+    huge = {"action": 1, "symbol": "EURUSD", "volume": 1e300, "type": 0}
+    assert sim.order_send(huge).retcode == C.TRADE_RETCODE_INVALID_VOLUME
+    nan = {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0, "sl": float("nan")}
+    assert sim.order_send(nan) is None and sim.last_error() == (-2, 'Invalid "sl" argument')
+    assert sim.positions_total() == 0
+
+
 def test_a_refused_login_keeps_the_terminal_on_its_account() -> None:
     sim = _sim()
     assert sim.login(1001, password="wrong", server="Sim") is False

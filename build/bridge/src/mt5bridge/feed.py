@@ -2,9 +2,9 @@
 
 Nothing after `now` is ever shown: a day's ticks are generated whole (market.TickStream) and cut
 at `now`, so the current bar grows and new bars appear as time passes. Bars of minute
-timeframes are built from per-day M1 bars, the others from per-day H1 bars (themselves M1
-aggregated), both cached for past days, which keeps a year of M1 or a decade of D1 to one pass
-over the ticks.
+timeframes are aggregated from per-day M1 bars, the others from per-day H1 bars; both are made
+from the day's ticks and cached for past days, which keeps a year of M1 or a decade of D1 to
+one pass over the ticks.
 """
 
 from __future__ import annotations
@@ -101,10 +101,8 @@ class Feed:
         if complete and day in cache:
             cache.move_to_end(day)
             return cache[day]
-        if level == C.TIMEFRAME_M1:
-            bars = m1_from_ticks(self._day_ticks(day, now_s * 1000 + 999), self.point)
-        else:
-            bars = aggregate(self._day_bars(day, now_s, C.TIMEFRAME_M1), C.TIMEFRAME_H1)
+        seconds = 60 if level == C.TIMEFRAME_M1 else 3600
+        bars = m1_from_ticks(self._day_ticks(day, now_s * 1000 + 999), self.point, seconds)
         if complete:
             cache[day] = bars
             if len(cache) > (_M1_CACHE_DAYS if level == C.TIMEFRAME_M1 else _H1_CACHE_DAYS):

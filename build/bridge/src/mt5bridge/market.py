@@ -270,8 +270,12 @@ class TickStream:
         if not self.trades_on(day):
             return np.zeros(0, dtype=TICKS_DTYPE)
         rng = np.random.default_rng(seed_for(self.seed, spec.name, "day", day))
-        n = int(rng.poisson(DAY / spec.tick_interval))
-        offsets = np.unique(rng.integers(0, DAY_MS, n, dtype=np.int64))
+        # Arrivals as a Poisson process: exponential gaps, summed, so already in order.
+        mean_gap = spec.tick_interval * 1000.0
+        gaps = rng.exponential(mean_gap, int(DAY_MS / mean_gap * 1.2) + 64)
+        offsets = np.cumsum(gaps).astype(np.int64)
+        offsets = offsets[offsets < DAY_MS]
+        offsets = offsets[np.concatenate(([True], np.diff(offsets) != 0))]
         n = len(offsets)
         if n == 0:
             return np.zeros(0, dtype=TICKS_DTYPE)
@@ -330,15 +334,17 @@ class ReplayStream:
 Stream = TickStream | ReplayStream
 
 
-def m1_from_ticks(ticks: Array, point: float) -> Array:
-    """M1 bars of `ticks` (bid prices; see the module docstring)."""
+def m1_from_ticks(ticks: Array, point: float, seconds: int = 60) -> Array:
+    """M1 bars of `ticks` (bid prices; see the module docstring), or bars of another length
+    that divides a day (the feed builds H1 straight from ticks: the same numbers as M1
+    aggregated, which the tests check, without the M1 step)."""
     if len(ticks) == 0:
         return np.zeros(0, dtype=RATES_DTYPE)
-    minutes = ticks["time"] // 60
+    minutes = ticks["time"] // seconds
     starts = np.concatenate(([0], np.flatnonzero(np.diff(minutes)) + 1))
     ends = np.concatenate((starts[1:], [len(ticks)])) - 1
     bars = np.zeros(len(starts), dtype=RATES_DTYPE)
-    bars["time"] = minutes[starts] * 60
+    bars["time"] = minutes[starts] * seconds
     bars["open"] = ticks["bid"][starts]
     bars["high"] = np.maximum.reduceat(ticks["bid"], starts)
     bars["low"] = np.minimum.reduceat(ticks["bid"], starts)

@@ -27,6 +27,7 @@ import datetime as dt
 import fnmatch
 import functools
 import itertools
+import math
 import time
 import types
 from collections.abc import Callable, Mapping
@@ -67,6 +68,9 @@ from mt5bridge.mt5types import (
 
 SIM_BUILD: Final = 0  # not a MetaQuotes build number: version() says "simulator" in its date field
 MAXBARS: Final = 100_000  # the terminal's default "Max bars in chart"
+#: The most ticks one copy_ticks_from answers (about 48 MB): a bound on memory and on the
+#: reply, where the terminal pages its tick history too.
+MAX_TICKS: Final = 1_000_000
 HISTORY_START: Final = int(dt.datetime(2015, 1, 1, tzinfo=dt.UTC).timestamp())
 
 _INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", "type_time",
@@ -186,8 +190,15 @@ def _to_epoch(value: Any, what: str) -> float:
             value = value.replace(tzinfo=dt.UTC)
         return float(value.timestamp())
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        seconds = float(value)
+        # NaN, infinities and dates past year 6000 are refused, not computed with.
+        if not 0.0 <= seconds < _LAST_DATE:
+            raise _BadArgument(what)
+        return seconds
     raise _BadArgument(what)
+
+
+_LAST_DATE: Final = 2.0**37
 
 
 def _int_arg(value: Any, what: str) -> int:
@@ -598,6 +609,8 @@ class Simulator:
         )
 
     def _check_volume(self, spec: SymbolSpec, volume: float) -> float:
+        if not math.isfinite(volume):
+            raise _Reject(C.TRADE_RETCODE_INVALID_VOLUME)
         steps = volume / spec.volume_step
         if (
             volume < spec.volume_min - 1e-9
@@ -652,7 +665,8 @@ class Simulator:
             if key in _INT_FIELDS:
                 ok = type(value) is int or isinstance(value, np.integer)
             elif key in _FLOAT_FIELDS:
-                ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+                ok = (isinstance(value, int | float | np.number) and not isinstance(value, bool)
+                      and math.isfinite(value))  # fmt: skip
             elif key == "expiration":
                 ok = type(value) is int or isinstance(value, dt.datetime)
             else:
@@ -1141,7 +1155,7 @@ class Simulator:
             return None
         try:
             end = int(_to_epoch(date_from, terms.ORDINAL_ARGUMENT[3]))
-            n = _int_arg(count, terms.invalid_argument("count"))
+            n = _int_arg(count, terms.INVALID_ARGUMENTS)
         except _BadArgument as exc:
             self._set_error(C.RES_E_INVALID_PARAMS, str(exc))
             return None
@@ -1158,7 +1172,7 @@ class Simulator:
             return None
         try:
             start = _int_arg(start_pos, terms.ORDINAL_ARGUMENT[3])
-            n = _int_arg(count, terms.invalid_argument("count"))
+            n = _int_arg(count, terms.INVALID_ARGUMENTS)
         except _BadArgument as exc:
             self._set_error(C.RES_E_INVALID_PARAMS, str(exc))
             return None
@@ -1177,11 +1191,16 @@ class Simulator:
             return None
         try:
             lo = int(_to_epoch(date_from, terms.ORDINAL_ARGUMENT[3]))
-            hi = int(_to_epoch(date_to, terms.invalid_argument("date_to")))
+            hi = int(_to_epoch(date_to, terms.INVALID_ARGUMENTS))
         except _BadArgument as exc:
             self._set_error(C.RES_E_INVALID_PARAMS, str(exc))
             return None
         now = int(self._now())
+        hi = min(hi, now)
+        # Only the last max_bars bars exist, as in the terminal: never build more than those
+        # (half again their span, and four days, cover weekends and holidays).
+        length = terms.timeframe_seconds(timeframe) or 31 * 86_400
+        lo = max(lo, hi - length * self._config.max_bars * 3 // 2 - 4 * 86_400)
         bars = self._feeds[symbol].bars(timeframe, lo, hi, now)
         return self._rates_done(bars[-self._config.max_bars :])
 
@@ -1220,6 +1239,7 @@ class Simulator:
         if n <= 0:
             self._set_error(C.RES_E_INVALID_PARAMS)
             return None
+        n = min(n, MAX_TICKS)
         now_ms = self._now_msc()
         feed = self._feeds[symbol]
         out: list[Array] = []
