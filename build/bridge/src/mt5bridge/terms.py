@@ -9,7 +9,6 @@ although SymbolInfo.filling_mode and expiration_mode are made of them).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Final
 
 from mt5bridge import constants as C
@@ -96,7 +95,7 @@ _HOURS: Final = (1, 2, 3, 4, 6, 8, 12, 24)
 
 def timeframe_seconds(timeframe: int) -> int | None:
     """Length of one bar of a fixed-length `timeframe` in seconds (M1 to W1); MN1 and unknown
-    values give None (months are calendar months: see bar_start)."""
+    values give None (months are calendar months: see market.bar_keys)."""
     if timeframe in _MINUTES:
         return timeframe * 60
     if timeframe & 0xC000 == 0x4000 and (timeframe & 0x3FFF) in _HOURS:
@@ -110,21 +109,3 @@ def is_timeframe(timeframe: object) -> bool:
     return type(timeframe) is int and (
         timeframe_seconds(timeframe) is not None or timeframe == C.TIMEFRAME_MN1
     )
-
-
-# 1970-01-01 was a Thursday; MetaTrader's weeks open on Sunday 00:00.
-_WEEK_SHIFT: Final = 4 * 86400
-
-
-def bar_start(timeframe: int, t: int) -> int:
-    """The open time of the `timeframe` bar holding second `t` (weeks start on Sunday, months
-    on the 1st, as MetaTrader aligns them)."""
-    if timeframe == C.TIMEFRAME_MN1:
-        d = dt.datetime.fromtimestamp(t, dt.UTC)
-        return int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp())
-    if timeframe == C.TIMEFRAME_W1:
-        return (t + _WEEK_SHIFT) // (7 * 86400) * (7 * 86400) - _WEEK_SHIFT
-    length = timeframe_seconds(timeframe)
-    if length is None:
-        raise ValueError(f"not a timeframe: {timeframe!r}")
-    return t // length * length
