@@ -514,6 +514,11 @@ class Failure:
     """The error class: ``FetchError`` (transport, disk, caps) or ``VerificationError``."""
 
 
+def hints(errors: Sequence[Mt5ForgeError]) -> list[str]:
+    """Each distinct hint of ``errors``, in order."""
+    return list(dict.fromkeys(e.hint for e in errors if e.hint))
+
+
 class FetchIncomplete(Mt5ForgeError):
     """Some artifacts failed; the others were fetched and verified (``artifacts``)."""
 
@@ -526,8 +531,7 @@ class FetchIncomplete(Mt5ForgeError):
         lines = "\n".join(f"- {f.reason}" for f in failures)
         super().__init__(
             f"{len(failures)} of {len(failures) + len(artifacts)} artifact(s) failed:\n{lines}",
-            hint="The others were verified and kept in the cache. "
-            + "; ".join(dict.fromkeys(e.hint.splitlines()[0] for e in errors if e.hint)),
+            hint="\n".join(("The others were verified and kept in the cache.", *hints(errors))),
         )
         self.failures = tuple(failures)
         self.artifacts = tuple(artifacts)
