@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from mt5forge.config import Settings
-from mt5forge.errors import StageError
+from mt5forge.errors import GateError, StageError
 from mt5forge.progress import NullProgress, Progress
 
 T = TypeVar("T")
@@ -77,6 +77,30 @@ class Stage(Protocol):
         """Do the stage's one job; return its typed result. Raise on failure, never return
         a failure."""
         ...
+
+
+class Judged(Protocol):
+    """One image's outcome at a gate (sbom, scan, verify)."""
+
+    @property
+    def target(self) -> object: ...
+    @property
+    def problems(self) -> tuple[str, ...]: ...
+
+
+def refuse_failed(
+    results: Sequence[Judged], error: type[GateError], what: str, *, hint: str
+) -> None:
+    """A gate tries every image, then refuses once, naming every problem of every image that
+    failed; ``error.results`` keeps all outcomes so the report can still be shown."""
+    failed = [r for r in results if r.problems]
+    if failed:
+        lines = [f"{r.target}: {p}" for r in failed for p in r.problems]
+        raise error(
+            f"{what} failed for {len(failed)} image(s):\n  " + "\n  ".join(lines),
+            hint=hint,
+            results=tuple(results),
+        )
 
 
 def _pipeline() -> tuple[Stage, ...]:

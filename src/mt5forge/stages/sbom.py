@@ -45,7 +45,7 @@ from mt5forge.sbom import (
     requirements,
     summarize,
 )
-from mt5forge.stages import Job
+from mt5forge.stages import Job, refuse_failed
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.fetch import FetchResult
 from mt5forge.tools import docker as dockertool
@@ -153,15 +153,13 @@ def sbom_all(
         for p in result.problems:
             shown.warn(f"{b.target}: {p}")
         results.append(result)
-    failed = [r for r in results if not r.passed]
-    if failed:
-        lines = [f"{r.target}: {p}" for r in failed for p in r.problems]
-        raise SbomError(
-            f"The SBOM of {len(failed)} image(s) failed:\n  " + "\n  ".join(lines),
-            hint="Pinned requirements and installed packages must agree; rebuild after changing "
-            "a pin, and pin what is installed.",
-            results=tuple(results),
-        )
+    refuse_failed(
+        results,
+        SbomError,
+        "The SBOM",
+        hint="Pinned requirements and installed packages must agree; rebuild after changing "
+        "a pin, and pin what is installed.",
+    )
     return results
 
 

@@ -36,7 +36,7 @@ from mt5forge.images import Target
 from mt5forge.progress import NullProgress, Progress
 from mt5forge.records import write_record
 from mt5forge.scanpolicy import Policy, Verdict, dumps, judge, load_policy, openvex
-from mt5forge.stages import Job
+from mt5forge.stages import Job, refuse_failed
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.sbom import SbomResult
 from mt5forge.tools import docker as dockertool
@@ -167,15 +167,13 @@ def scan_all(
             raise
         shown.finish(key, "passed" if result.passed else "failed")
         results.append(result)
-    failed = [r for r in results if not r.passed]
-    if failed:
-        lines = [f"{r.target}: {p}" for r in failed for p in r.problems]
-        raise ScanError(
-            f"The scan gate failed for {len(failed)} image(s):\n  " + "\n  ".join(lines),
-            hint=f"Fix the image, or accept a finding in {policy.path} with a reason and an "
-            "expiry date (secrets cannot be accepted).",
-            results=tuple(results),
-        )
+    refuse_failed(
+        results,
+        ScanError,
+        "The scan gate",
+        hint=f"Fix the image, or accept a finding in {policy.path} with a reason and an "
+        "expiry date (secrets cannot be accepted).",
+    )
     return results
 
 

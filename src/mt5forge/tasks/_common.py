@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ from rich.logging import RichHandler
 
 from mt5forge import config
 from mt5forge.config import Settings
-from mt5forge.errors import Mt5ForgeError
+from mt5forge.errors import GateError, Mt5ForgeError
 from mt5forge.fixtures import fixture_session
 from mt5forge.report import FORMATS, Report, check_format, render
+from mt5forge.stages import Options, run_stages, select
+from mt5forge.tasks._progress import RichProgress
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -86,6 +88,32 @@ def enter_fixture(stack: contextlib.ExitStack, settings: Settings) -> Settings:
     return fixture_settings
 
 
+def run_until(
+    settings: Settings,
+    until: str,
+    options: Options,
+    *,
+    fixture: bool,
+    view: Callable[[Any], Report],
+    fmt: str,
+) -> dict[str, Any]:
+    """Run PIPELINE up to ``until`` (on the fixture profile when asked), drawing progress,
+    and print ``view`` of its result. A gate that refuses still has its report printed (what
+    failed is what the user needs to read) before the error ends the task."""
+    with contextlib.ExitStack() as stack:
+        if fixture:
+            settings = enter_fixture(stack, settings)
+        progress = stack.enter_context(RichProgress(err_console))
+        try:
+            results = run_stages(settings, select(until=until), options=options, progress=progress)
+        except GateError as e:
+            if e.results is not None:
+                show(view(e.results), fmt)
+            raise
+    show(view(results[until]), fmt)
+    return results
+
+
 __all__ = [
     "FORMAT_HELP",
     "check_format",
@@ -94,6 +122,7 @@ __all__ = [
     "err_console",
     "names",
     "project_root",
+    "run_until",
     "setup_logging",
     "show",
     "task_context",

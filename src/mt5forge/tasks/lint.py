@@ -13,8 +13,9 @@ from mt5forge.tasks._common import FORMAT_HELP, check_format, err_console, show,
 
 @task(help={"format": FORMAT_HELP, "verbose": "Show debug logs and tracebacks."})
 def lint(c: Context, format: str = "table", verbose: bool = False) -> None:
-    """Lint every Dockerfile as staged (hadolint with .hadolint.yaml, trivy config) and the
-    compose files (Compose Specification schema). Any finding at warning or above fails; so
+    """Lint the Dockerfiles (hadolint, trivy config) and compose files (Compose Spec).
+
+    Dockerfiles are linted as the build stages them. Any finding at warning or above fails; so
     does an ignore that carries no reason. No engine or network needed."""
     with task_context(verbose) as settings:
         fmt = check_format(format)

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import cast
-
 from invoke.context import Context
 from invoke.tasks import task
 
 from mt5forge.engine import ensure_engine
-from mt5forge.errors import SbomError
 from mt5forge.report.views import sbom_report
-from mt5forge.stages import Options, run_stages, select
-from mt5forge.stages.sbom import SbomResult
-from mt5forge.tasks._common import (
-    FORMAT_HELP,
-    check_format,
-    enter_fixture,
-    err_console,
-    names,
-    show,
-    task_context,
-)
-from mt5forge.tasks._progress import RichProgress
+from mt5forge.stages import Options
+from mt5forge.tasks._common import FORMAT_HELP, check_format, names, run_until, task_context
 
 
 @task(
@@ -44,23 +30,12 @@ def sbom(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Write sbom/<image>-<variant>.cdx.json: Trivy's packages plus every pinned artifact
-    (sha256, upstream URL, how verified, origin) and the Windows wheels; validated strictly,
-    cross-checked with the pinned requirement files. Builds first (from the cache)."""
+    """Write one validated CycloneDX 1.6 SBOM per image to sbom/ (builds first, from cache).
+
+    Trivy's packages plus every pinned artifact (sha256, upstream URL, how verified, origin)
+    and the Windows wheels; cross-checked with the pinned requirement files."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
         options = Options(images=names(image), variants=names(variant), offline=offline)
-        with contextlib.ExitStack() as stack:
-            if fixture:
-                settings = enter_fixture(stack, settings)
-            progress = stack.enter_context(RichProgress(err_console))
-            try:
-                results = run_stages(
-                    settings, select(until="sbom"), options=options, progress=progress
-                )
-            except SbomError as e:
-                if e.results is not None:
-                    show(sbom_report(cast(tuple[SbomResult, ...], e.results)), fmt)
-                raise
-        show(sbom_report(results["sbom"]), fmt)
+        run_until(settings, "sbom", options, fixture=fixture, view=sbom_report, fmt=fmt)

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import cast
-
 from invoke.context import Context
 from invoke.tasks import task
 
 from mt5forge.engine import ensure_engine
-from mt5forge.errors import ScanError
 from mt5forge.report.views import scan_report
-from mt5forge.stages import Options, run_stages, select
-from mt5forge.stages.scan import ScanResult
-from mt5forge.tasks._common import (
-    FORMAT_HELP,
-    check_format,
-    enter_fixture,
-    err_console,
-    names,
-    show,
-    task_context,
-)
-from mt5forge.tasks._progress import RichProgress
+from mt5forge.stages import Options
+from mt5forge.tasks._common import FORMAT_HELP, check_format, names, run_until, task_context
 
 
 @task(
@@ -50,24 +36,14 @@ def scan(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Scan every image with Trivy (vulnerabilities, secrets, misconfiguration) and judge the
-    findings by the policy: severity bar, ignores with reasons and expiry, secrets always fail,
-    database age checked. Writes Trivy JSON, SARIF, OpenVEX and a scan record per image."""
+    """Scan each image with Trivy and judge the findings by scan-policy.toml.
+
+    Vulnerabilities, secrets and misconfiguration; severity bar, ignores with reasons and
+    expiry, secrets always fail, database age checked. Writes Trivy JSON, SARIF, OpenVEX and a
+    scan record per image."""
     overrides = {"scan": {"db_dir": db, "policy": policy}}
     with task_context(verbose, overrides=overrides) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
         options = Options(images=names(image), variants=names(variant), offline=offline)
-        with contextlib.ExitStack() as stack:
-            if fixture:
-                settings = enter_fixture(stack, settings)
-            progress = stack.enter_context(RichProgress(err_console))
-            try:
-                results = run_stages(
-                    settings, select(until="scan"), options=options, progress=progress
-                )
-            except ScanError as e:
-                if e.results is not None:
-                    show(scan_report(cast(tuple[ScanResult, ...], e.results)), fmt)
-                raise
-        show(scan_report(results["scan"]), fmt)
+        run_until(settings, "scan", options, fixture=fixture, view=scan_report, fmt=fmt)
