@@ -1,20 +1,28 @@
 """Stage 2, fetch: every artifact from its pin to a verified file in the content-addressed cache.
 
 First every selected artifact's pin is looked up in the lock (none, or an empty one, fails
-closed naming each such artifact: run ``invoke pin``), before anything is downloaded. Then for
-each manifest, in order:
+closed naming each such artifact and what the run would have fetched: run ``invoke pin``),
+before anything is downloaded. Then for each manifest, in order:
 
 1. take its pin from the lock;
 2. where the manifest carries a hash upstream publishes (Wine's addons.c), the lock must equal it;
-3. a cache hit is re-hashed (a cached file that changed is quarantined and fetched again);
-4. otherwise download (mirror or upstream URL) into ``partial/``, hashing while streaming,
-   resuming with Range after a dropped connection;
+3. a cache hit is re-hashed, read without following links (a cached file that changed is
+   quarantined and fetched again; a link there is refused);
+4. otherwise download from each mirror in turn (or the upstream URL) into ``partial/``, hashing
+   while streaming, capped at the lock's size (the manifest's ``max_size`` while none is pinned),
+   within an overall deadline, never decoding a ``Content-Encoding`` (see
+   :mod:`mt5forge.tools.http`);
 5. compare the sha256 with the pin, then check the OpenPGP signature (throw-away keyring, pinned
-   keys, fingerprint allow-list) or the Authenticode signer;
-6. only then ``os.replace`` the file to its final, content-addressed name.
+   keys, fingerprint allow-list) or the Authenticode signers; a mirror that fails any of this is
+   named in the message and the next one is tried, for this artifact only;
+6. only then ``fsync`` and ``os.replace`` the file to its final, content-addressed name.
+
+One artifact failing does not stop the others: each is tried, the good ones are kept, and
+:class:`FetchIncomplete` names every failure and its reason.
 
 ``pin_all`` is the other direction (``invoke pin``): download, run the signature checks, and
-write the observed hashes into the lock, returning the diff to review.
+write the observed hashes into the lock, returning the diff to review. It refuses a version
+older than the lock's (a rollback) unless told ``allow_downgrade``.
 """
 
 from __future__ import annotations
