@@ -202,6 +202,47 @@ def test_pending_buy_stop_fills_when_the_ask_reaches_it() -> None:
     assert sim.history_orders_get(ticket=placed.order)[0].state == C.ORDER_STATE_FILLED
 
 
+def _pending(sim: Simulator, kind: int, price: float, **extra: Any) -> Any:
+    return sim.order_send({"action": C.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
+                           "type": kind, "price": round(price, 5), **extra})  # fmt: skip
+
+
+def test_a_stop_limit_places_its_limit_when_the_stop_is_reached() -> None:
+    clock = Clock()
+    sim = _sim(clock)
+    ask = sim.symbol_info_tick("EURUSD").ask
+    wrong = _pending(sim, C.ORDER_TYPE_BUY_STOP_LIMIT, ask + 0.0003, stoplimit=ask + 0.0005)
+    assert wrong.retcode == C.TRADE_RETCODE_INVALID_PRICE  # its limit above its stop
+    placed = _pending(sim, C.ORDER_TYPE_BUY_STOP_LIMIT, ask + 0.0003,
+                      stoplimit=round(ask + 0.0001, 5))  # fmt: skip
+    assert placed.retcode == C.TRADE_RETCODE_PLACED
+    _wait(clock, sim, lambda: not sim.orders_get(ticket=placed.order))
+    stop = sim.history_orders_get(ticket=placed.order)[0]
+    assert stop.state == C.ORDER_STATE_FILLED and stop.price_stoplimit == round(ask + 0.0001, 5)
+    (limit,) = sim.orders_get() or sim.history_orders_get(0, 2e9)[-1:]
+    assert limit.type == C.ORDER_TYPE_BUY_LIMIT and limit.price_open == stop.price_stoplimit
+
+
+def test_pending_orders_expire_as_their_type_time_says() -> None:
+    clock = Clock()
+    sim = _sim(clock)
+    far = sim.symbol_info_tick("EURUSD").ask + 0.05
+    day = _pending(sim, C.ORDER_TYPE_BUY_STOP, far, type_time=C.ORDER_TIME_DAY)
+    soon = _pending(sim, C.ORDER_TYPE_BUY_STOP, far, type_time=C.ORDER_TIME_SPECIFIED,
+                    expiration=int(clock.now) + 600)  # fmt: skip
+    past = _pending(sim, C.ORDER_TYPE_BUY_STOP, far, type_time=C.ORDER_TIME_SPECIFIED,
+                    expiration=int(clock.now) - 1)  # fmt: skip
+    assert past.retcode == C.TRADE_RETCODE_INVALID_EXPIRATION
+    assert sim.orders_get(ticket=soon.order)[0].time_expiration == int(clock.now) + 600
+    clock.now += 900
+    assert [o.ticket for o in sim.orders_get()] == [day.order]
+    expired = sim.history_orders_get(ticket=soon.order)[0]
+    assert expired.state == C.ORDER_STATE_EXPIRED and expired.time_done == expired.time_expiration
+    clock.now += 86_400  # past midnight
+    assert sim.orders_total() == 0
+    assert sim.history_orders_get(ticket=day.order)[0].state == C.ORDER_STATE_EXPIRED
+
+
 def test_hedging_keeps_both_sides_netting_nets_and_reverses() -> None:
     hedge = _sim()
     _buy(hedge, volume=1.0)

@@ -80,7 +80,9 @@ _REQUEST_DEFAULTS: dict[str, Any] = {f: 0 for f in TradeRequest._fields} | {
     "symbol": "", "comment": "", **{f: 0.0 for f in _FLOAT_FIELDS}
 }  # fmt: skip
 _PENDING_TYPES = (C.ORDER_TYPE_BUY_LIMIT, C.ORDER_TYPE_SELL_LIMIT, C.ORDER_TYPE_BUY_STOP,
-                  C.ORDER_TYPE_SELL_STOP)  # fmt: skip
+                  C.ORDER_TYPE_SELL_STOP, C.ORDER_TYPE_BUY_STOP_LIMIT,
+                  C.ORDER_TYPE_SELL_STOP_LIMIT)  # fmt: skip
+_STOP_LIMIT = (C.ORDER_TYPE_BUY_STOP_LIMIT, C.ORDER_TYPE_SELL_STOP_LIMIT)
 _BUY_SIDE = (C.ORDER_TYPE_BUY, C.ORDER_TYPE_BUY_LIMIT, C.ORDER_TYPE_BUY_STOP,
              C.ORDER_TYPE_BUY_STOP_LIMIT)  # fmt: skip
 _COPY_FLAGS = (C.COPY_TICKS_ALL, C.COPY_TICKS_INFO, C.COPY_TICKS_TRADE)
@@ -148,6 +150,7 @@ class _Order:
     type_filling: int = C.ORDER_FILLING_FOK
     reason: int = C.ORDER_REASON_EXPERT
     price_stoplimit: float = 0.0
+    expiration_ms: int = 0  # 0: good till cancelled
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,13 +374,16 @@ class Simulator:
         start = 0
         for _ in range(10_000):  # each round fills or closes one thing
             if start >= len(ticks):
-                return
+                break
             event = self._first_event(symbol, ticks[start:])
             if event is None:
-                return
+                break
             index, action = event
             action(ticks[start + index])
             start += index + 1
+        for order in [o for o in self._orders.values() if o.symbol == symbol]:
+            if order.expiration_ms and order.expiration_ms <= now_ms:
+                self._expire(order)  # expired while no tick came (a weekend)
 
     def _first_event(self, symbol: str, ticks: Array) -> tuple[int, Callable[[Any], None]] | None:
         bid, ask = ticks["bid"], ticks["ask"]
@@ -395,8 +401,15 @@ class Simulator:
             hits = {
                 C.ORDER_TYPE_BUY_LIMIT: ask <= p, C.ORDER_TYPE_SELL_LIMIT: bid >= p,
                 C.ORDER_TYPE_BUY_STOP: ask >= p, C.ORDER_TYPE_SELL_STOP: bid <= p,
+                C.ORDER_TYPE_BUY_STOP_LIMIT: ask >= p, C.ORDER_TYPE_SELL_STOP_LIMIT: bid <= p,
             }[order.type]  # fmt: skip
-            consider(hits, functools.partial(self._fill_pending, order))
+            fire = self._stop_limit if order.type in _STOP_LIMIT else self._fill_pending
+            if order.expiration_ms:
+                # Expiry is an event too: at the first tick at or after it, before a fill there.
+                expired = ticks["time_msc"] >= order.expiration_ms
+                consider(expired, functools.partial(self._expire, order))
+                hits = hits & ~expired
+            consider(hits, functools.partial(fire, order))
         for pos in [p for p in self._positions.values() if p.symbol == symbol]:
             price = bid if pos.type == C.POSITION_TYPE_BUY else ask
             buy = pos.type == C.POSITION_TYPE_BUY
@@ -407,6 +420,30 @@ class Simulator:
                 hits = price >= pos.tp if buy else price <= pos.tp
                 consider(hits, functools.partial(self._stop_out, pos, reason=C.DEAL_REASON_TP))
         return best
+
+    def _expire(self, order: _Order, tick: Any = None) -> None:
+        if order.ticket not in self._orders:
+            return
+        del self._orders[order.ticket]
+        self._history_orders[order.ticket] = replace(
+            order, state=C.ORDER_STATE_EXPIRED, time_done_msc=order.expiration_ms
+        )
+
+    def _stop_limit(self, order: _Order, tick: Any) -> None:
+        """A stop-limit order whose stop price is reached places its limit order."""
+        if order.ticket not in self._orders:
+            return
+        del self._orders[order.ticket]
+        when = int(tick["time_msc"])
+        self._history_orders[order.ticket] = replace(
+            order, state=C.ORDER_STATE_FILLED, volume_current=0.0, time_done_msc=when
+        )
+        kind = C.ORDER_TYPE_BUY_LIMIT if order.type in _BUY_SIDE else C.ORDER_TYPE_SELL_LIMIT
+        limit = replace(order, ticket=next(self._tickets), type=kind,
+                        price_open=order.price_stoplimit, price_stoplimit=0.0,
+                        time_setup_msc=when, time_done_msc=0)  # fmt: skip
+        self._orders[limit.ticket] = limit
+        self._history_orders[limit.ticket] = limit
 
     def _stop_out(self, pos: _Position, tick: Any, *, reason: int) -> None:
         if pos.ticket not in self._positions:
@@ -739,7 +776,7 @@ class Simulator:
 
             return remove, 0.0
         spec = self._specs[order.symbol]
-        self._check_pending_price(spec, order.type, req.price)
+        self._check_pending_price(spec, order.type, req.price, req.stoplimit)
         self._check_stops(spec, order.type in _BUY_SIDE, req.price, req.price, req.sl, req.tp)
 
         def modify() -> tuple[int, int, float, float]:
@@ -825,7 +862,12 @@ class Simulator:
 
         return open_, margin
 
-    def _check_pending_price(self, spec: SymbolSpec, type_: int, price: float) -> None:
+    def _check_pending_price(
+        self, spec: SymbolSpec, type_: int, price: float, stoplimit: float = 0.0
+    ) -> None:
+        """The MQL5 rules: limits below the ask (buy) / above the bid (sell), stops beyond
+        them, each at least the stops level away; a stop limit's limit price is on the near
+        side of its stop price."""
         self._advance(spec.name)
         bid, ask = self._prices(spec.name)
         gap = spec.stops_level * spec.point
@@ -836,9 +878,31 @@ class Simulator:
             C.ORDER_TYPE_SELL_LIMIT: price >= bid + gap,
             C.ORDER_TYPE_BUY_STOP: price >= ask + gap,
             C.ORDER_TYPE_SELL_STOP: price <= bid - gap,
+            C.ORDER_TYPE_BUY_STOP_LIMIT: price >= ask + gap and 0 < stoplimit <= price - gap,
+            C.ORDER_TYPE_SELL_STOP_LIMIT: price <= bid - gap and stoplimit >= price + gap,
         }[type_]
         if not valid or price in (bid, ask):
             raise _Reject(C.TRADE_RETCODE_INVALID_PRICE)
+
+    def _expiration_ms(self, req: TradeRequest) -> int:
+        """When a pending order of `req` expires (0: never), or INVALID_EXPIRATION."""
+        now_ms = self._now_msc()
+        day_end = (now_ms // 86_400_000 + 1) * 86_400_000
+        if req.type_time == C.ORDER_TIME_GTC:
+            return 0
+        if req.type_time == C.ORDER_TIME_DAY:
+            return day_end
+        if req.type_time not in (C.ORDER_TIME_SPECIFIED, C.ORDER_TIME_SPECIFIED_DAY):
+            raise _Reject(C.TRADE_RETCODE_INVALID_EXPIRATION)
+        try:
+            at = int(_to_epoch(req.expiration, "expiration") * 1000)
+        except _BadArgument:
+            raise _Reject(C.TRADE_RETCODE_INVALID_EXPIRATION) from None
+        if req.type_time == C.ORDER_TIME_SPECIFIED_DAY:
+            at = (at // 86_400_000 + 1) * 86_400_000
+        if at <= now_ms:
+            raise _Reject(C.TRADE_RETCODE_INVALID_EXPIRATION)
+        return at
 
     def _plan_pending(self, req: TradeRequest) -> Plan:
         spec = self._specs.get(req.symbol)
@@ -848,8 +912,10 @@ class Simulator:
             raise _Reject(C.TRADE_RETCODE_INVALID_ORDER)
         volume = self._check_volume(spec, req.volume)
         self._market_open(spec)
-        self._check_pending_price(spec, req.type, req.price)
-        self._check_stops(spec, req.type in _BUY_SIDE, req.price, req.price, req.sl, req.tp)
+        self._check_pending_price(spec, req.type, req.price, req.stoplimit)
+        entry = req.stoplimit if req.type in _STOP_LIMIT else req.price
+        self._check_stops(spec, req.type in _BUY_SIDE, entry, entry, req.sl, req.tp)
+        expiration_ms = self._expiration_ms(req)
 
         def place() -> tuple[int, int, float, float]:
             now = self._now_msc()
@@ -858,7 +924,8 @@ class Simulator:
                 volume_initial=volume, volume_current=volume, price_open=req.price, sl=req.sl,
                 tp=req.tp, magic=req.magic, comment=req.comment, state=C.ORDER_STATE_PLACED,
                 time_setup_msc=now, time_done_msc=0, position_id=0, type_time=req.type_time,
-                type_filling=req.type_filling,
+                type_filling=req.type_filling, expiration_ms=expiration_ms,
+                price_stoplimit=req.stoplimit if req.type in _STOP_LIMIT else 0.0,
             )  # fmt: skip
             self._orders[order.ticket] = order
             self._history_orders[order.ticket] = order
@@ -872,7 +939,8 @@ class Simulator:
         bid, ask = self._prices(o.symbol)
         return TradeOrder(
             ticket=o.ticket, time_setup=o.time_setup_msc // 1000, time_setup_msc=o.time_setup_msc,
-            time_done=o.time_done_msc // 1000, time_done_msc=o.time_done_msc, time_expiration=0,
+            time_done=o.time_done_msc // 1000, time_done_msc=o.time_done_msc,
+            time_expiration=o.expiration_ms // 1000,
             type=o.type, type_time=o.type_time, type_filling=o.type_filling, state=o.state,
             magic=o.magic, position_id=o.position_id, position_by_id=o.position_by_id,
             reason=o.reason, volume_initial=o.volume_initial, volume_current=o.volume_current,
