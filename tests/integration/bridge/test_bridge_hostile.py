@@ -361,15 +361,23 @@ def test_hello_dripped_slowly_hits_one_overall_deadline(
     peer = RawPeer(server.port)
     started = time.monotonic()
     hello = MAGIC + struct.pack(">H", 40) + b'{"protocol": 1, "rpyc": "6.0.2", "x": 1}'
-    closed = False
+    answer = b""
     for byte in hello:  # a byte every 0.2 s: each read is quick, the whole is not
         try:
             peer.sock.sendall(bytes([byte]))
+            time.sleep(0.2)
+            peer.sock.setblocking(False)
+            answer += peer.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            continue
         except OSError:
-            closed = True
             break
-        time.sleep(0.2)
-    assert closed or peer.closed(timeout=5)
+        finally:
+            peer.sock.setblocking(True)
+        if answer:
+            break
+    assert answer.startswith(MAGIC) and b"no bridge handshake within 1 s" in answer
+    assert peer.closed(timeout=5)
     assert time.monotonic() - started < len(hello) * 0.2  # it did not wait for the whole
     assert server.wait_for_log("no bridge handshake within 1 s")
 

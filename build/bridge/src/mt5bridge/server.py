@@ -552,8 +552,12 @@ class BridgeServer:
             if conn.busy:
                 continue
             if conn.phase in ("tls", "hello") and now - conn.accepted > options.handshake_timeout:
-                self._close(conn, f"refused {conn.peer}: no bridge handshake within "
-                                  f"{options.handshake_timeout:g} s")  # fmt: skip
+                late = f"no bridge handshake within {options.handshake_timeout:g} s"
+                if conn.phase == "hello" and conn.inbuf:  # a bridge peer, too slow: tell it
+                    self._refuse_hello(conn, late)
+                    self._watch(conn)
+                else:
+                    self._close(conn, f"refused {conn.peer}: {late}")
             elif conn.out and now - conn.active > options.frame_timeout:
                 self._close(conn, f"closed {conn.peer}: it read nothing of its reply for "
                                   f"{options.frame_timeout:g} s")  # fmt: skip
