@@ -164,12 +164,14 @@ frames = st.lists(
 
 
 @FUZZ
-@given(frames, st.integers(1, 7))
+@given(frames, st.integers(1, 7), st.integers(0, 200))
 def test_frame_reader_raises_nothing_but_protocol_error_and_stays_bounded(
-    stream: bytes, chunk: int
+    stream: bytes, chunk: int, first: int
 ) -> None:
     reader = FrameReader(max_frame=64)
-    pos = 0
+    # What a client sent right after its hello reaches the reader in one piece.
+    pos = min(first, len(stream))
+    reader.feed(stream[:pos])
     try:
         while True:
             item = reader.next()
@@ -185,7 +187,7 @@ def test_frame_reader_raises_nothing_but_protocol_error_and_stays_bounded(
                 break
             reader.feed(stream[pos : pos + take])
             pos += take
-            assert reader.buffered <= HEADER + 64 + 1
+            assert reader.buffered <= max(HEADER + 64 + 1, first)
     except ProtocolError:
         pass
 

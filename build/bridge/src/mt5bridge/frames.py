@@ -126,7 +126,8 @@ class FrameReader:
         return min(HEADER + length + len(FLUSHER) - len(self._buf), _CHUNK)
 
     def feed(self, data: bytes) -> None:
-        """Take bytes read from the peer (at most `want()` of them)."""
+        """Take bytes read from the peer: at most `want()` of them, except for what came
+        with the hello, which is fed in one piece when the reader starts."""
         if self._skip:
             if len(data) > self._skip:
                 raise ValueError("fed past the end of the frame being skipped")
@@ -171,8 +172,9 @@ class FrameReader:
             f"request frame of {length} bytes is over the bridge's cap of {self.max_frame} "
             "bytes (MT5_BRIDGE_MAX_FRAME); it was read and thrown away"
         )
-        self._skip = HEADER + length + len(FLUSHER) - len(self._buf)
-        self._buf.clear()
+        total = HEADER + length + len(FLUSHER)
+        self._skip = max(0, total - len(self._buf))
+        del self._buf[:total]  # bytes past it (fed in one piece) begin the next frame
         self._prefix_needed = 0
         refused = Refused(request_seq(prefix), reason)
         if self._skip:
