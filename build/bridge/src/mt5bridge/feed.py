@@ -101,8 +101,11 @@ class Feed:
         if complete and day in cache:
             cache.move_to_end(day)
             return cache[day]
-        seconds = 60 if level == C.TIMEFRAME_M1 else 3600
-        bars = m1_from_ticks(self._day_ticks(day, now_s * 1000 + 999), self.point, seconds)
+        if level == C.TIMEFRAME_H1 and complete and day in self._m1:
+            bars = aggregate(self._m1[day], C.TIMEFRAME_H1)  # the same numbers, no ticks needed
+        else:
+            seconds = 60 if level == C.TIMEFRAME_M1 else 3600
+            bars = m1_from_ticks(self._day_ticks(day, now_s * 1000 + 999), self.point, seconds)
         if complete:
             cache[day] = bars
             if len(cache) > (_M1_CACHE_DAYS if level == C.TIMEFRAME_M1 else _H1_CACHE_DAYS):
