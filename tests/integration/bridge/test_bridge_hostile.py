@@ -299,6 +299,7 @@ def test_references_into_the_client_are_refused_before_use(
         (consts.HANDLE_PICKLE, (consts.LABEL_VALUE, (None, 2))),
         (consts.HANDLE_INSTANCECHECK, (consts.LABEL_VALUE, (None, ("builtins.int", 1, 0)))),
         (consts.HANDLE_CMP, (consts.LABEL_VALUE, (1, 2))),
+        (consts.HANDLE_DIR, (consts.LABEL_VALUE, (None,))),
         (99, (consts.LABEL_VALUE, ())),
     ],
 )

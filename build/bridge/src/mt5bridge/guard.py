@@ -7,8 +7,8 @@ code on our behalf, can stall a worker for as long as it likes, and chooses what
 repr() and comparisons return. So the server refuses, before anything is unboxed:
 
 - any request kind but the few a client needs (get the root, get an exposed attribute, call it,
-  inspect and drop references, ping, close); setattr, delattr, comparisons, pickling, slicing,
-  context managers and instance checks are refused;
+  inspect and drop references, ping, close); setattr, delattr, dir, comparisons, pickling,
+  slicing, context managers and instance checks are refused;
 - any argument that is not a plain value: a reference to a client object (a netref, a callable,
   a client-side class) is refused, and a reference to one of our own objects is accepted only
   as the target of the request (the exposed method being called), never as an argument;
@@ -36,6 +36,7 @@ log = logging.getLogger("mt5bridge.server")
 #: Our objects a client may hold references to at once (it needs the root and its 2 methods).
 MAX_LOCAL_OBJECTS: Final = 32
 
+# No dir() among them: a client has no use for the names of the service's private attributes.
 _ALLOWED: Final = {
     consts.HANDLE_PING: "ping",
     consts.HANDLE_GETROOT: "getroot",
@@ -47,7 +48,6 @@ _ALLOWED: Final = {
     consts.HANDLE_REPR: "repr",
     consts.HANDLE_STR: "str",
     consts.HANDLE_HASH: "hash",
-    consts.HANDLE_DIR: "dir",
 }
 # Requests whose first argument is the object they act on (one of ours).
 _TARGETED: Final = frozenset(set(_ALLOWED) - {consts.HANDLE_PING, consts.HANDLE_GETROOT,
