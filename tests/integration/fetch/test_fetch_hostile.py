@@ -32,6 +32,7 @@ from mt5forge.lock import read_lock, write_lock
 from mt5forge.report import render
 from mt5forge.report.views import artifacts_report
 from mt5forge.tools.http import DeadlineError, Refused
+from mt5forge.tools.run import call
 
 pytestmark = pytest.mark.integration
 
@@ -336,9 +337,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
         d = tmp_path / f"tmpfs-{len(mounted)}"
         d.mkdir()
         opts = f"size={size}" + (",ro" if read_only else "")
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True
-        )
+        proc = call("mount", "-t", "tmpfs", "-o", opts, "tmpfs", d, timeout=30, check=False)
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
         mounted.append(d)
@@ -346,7 +345,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 
     yield mount
     for d in mounted:
-        subprocess.run(["umount", "-l", str(d)], check=False)
+        call("umount", "-l", d, timeout=30, check=False)
 
 
 def test_disk_full_is_a_clear_error_and_leaves_nothing(make_settings, tmpfs) -> None:
