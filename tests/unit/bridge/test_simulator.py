@@ -318,6 +318,24 @@ def test_stops_level_and_market_hours() -> None:
     assert _buy(sim, "BTCUSD", 0.01, type_filling=C.ORDER_FILLING_IOC).retcode == 10009
 
 
+def test_swaps_accrue_at_rollover_triple_after_wednesday() -> None:
+    clock = Clock()  # Wednesday noon
+    sim = _sim(clock)
+    opened = _buy(sim, volume=1.0)  # EURUSD: swap_long -7.2 points
+    clock.now += 12 * 3600 - 1
+    assert sim.positions_get()[0].swap == 0.0  # before the first rollover
+    clock.now += 36 * 3600  # past Thursday 00:00 (x3, the weekend's) and Friday 00:00
+    (pos,) = sim.positions_get()
+    assert pos.swap == pytest.approx(-7.2 * 4)
+    account = sim.account_info()
+    assert account.equity == pytest.approx(account.balance + pos.profit + pos.swap, abs=0.011)
+    half = _sell(sim, volume=0.5, position=opened.order)
+    deal = sim.history_deals_get(ticket=half.deal)[0]
+    assert deal.swap == pytest.approx(-14.4)
+    assert sim.positions_get()[0].swap == pytest.approx(-14.4)
+    assert sim.account_info().balance == pytest.approx(10_000 + deal.profit + deal.swap)
+
+
 def test_history_opens_with_the_deposit() -> None:
     (deposit,) = _sim().history_deals_get(0, 2e9)
     assert deposit.type == C.DEAL_TYPE_BALANCE and deposit.profit == 10_000.0

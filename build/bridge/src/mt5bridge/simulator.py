@@ -127,6 +127,8 @@ class _Position:
     time_msc: int
     time_update_msc: int
     reason: int
+    swap: float = 0.0  # accrued at rollovers, in account currency
+    swap_until_ms: int = 0  # rollovers up to here are in `swap`
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +170,7 @@ class _Deal:
     profit: float
     symbol: str
     comment: str
+    swap: float = 0.0
 
 
 class _Reject(Exception):
@@ -368,8 +371,12 @@ class Simulator:
         watched = any(o.symbol == symbol for o in self._orders.values()) or any(
             p.symbol == symbol and (p.sl or p.tp) for p in self._positions.values()
         )
-        if not watched:
-            return
+        if watched:
+            self._run_events(symbol, since, now_ms)
+        for pos in [p for p in self._positions.values() if p.symbol == symbol]:
+            self._accrue_swap(pos, now_ms)
+
+    def _run_events(self, symbol: str, since: int, now_ms: int) -> None:
         ticks = self._feeds[symbol].ticks(since + 1, now_ms, now_ms)
         start = 0
         for _ in range(10_000):  # each round fills or closes one thing
@@ -420,6 +427,44 @@ class Simulator:
                 hits = price >= pos.tp if buy else price <= pos.tp
                 consider(hits, functools.partial(self._stop_out, pos, reason=C.DEAL_REASON_TP))
         return best
+
+    def _accrue_swap(self, pos: _Position, until_ms: int) -> _Position:
+        """Charge the rollovers (00:00 server time) between the position's last charge and
+        `until_ms`: one per night after a trading day, three after Wednesday (the weekend's,
+        swap_rollover3days); crypto every night, once. At the current rates (our choice: the
+        rates at each past rollover are not kept)."""
+        first = pos.swap_until_ms // 86_400_000 + 1
+        last = until_ms // 86_400_000
+        if last < first:
+            return pos
+        spec = self._specs[pos.symbol]
+        nights = 0
+        for midnight in range(first, last + 1):
+            weekday = (midnight - 1 + 3) % 7  # of the day that ended; 0 is Monday
+            if spec.weekends:
+                nights += 1
+            elif weekday < 5:
+                nights += 3 if weekday == C.DAY_OF_WEEK_WEDNESDAY - 1 else 1
+        charged = replace(pos, swap=round(pos.swap + nights * self._swap_night(pos), 2),
+                          swap_until_ms=last * 86_400_000)  # fmt: skip
+        if pos.ticket in self._positions:
+            self._positions[pos.ticket] = charged
+        return charged
+
+    def _swap_night(self, pos: _Position) -> float:
+        """One night's swap of `pos` in account currency, by the symbol's swap mode."""
+        spec = self._specs[pos.symbol]
+        rate = spec.swap_long if pos.type == C.POSITION_TYPE_BUY else spec.swap_short
+        to_account = self._rate(spec.currency_profit) or 0.0
+        if spec.swap_mode == C.SYMBOL_SWAP_MODE_POINTS:
+            return rate * spec.point * spec.contract_size * pos.volume * to_account
+        if spec.swap_mode == C.SYMBOL_SWAP_MODE_CURRENCY_SYMBOL:
+            base = self._rate(spec.currency_base)
+            return rate * pos.volume * (base if base is not None else to_account)
+        if spec.swap_mode == C.SYMBOL_SWAP_MODE_INTEREST_CURRENT:
+            value = self._prices(pos.symbol)[0] * spec.contract_size * pos.volume
+            return value * rate / 100.0 / 360.0 * to_account
+        return 0.0
 
     def _expire(self, order: _Order, tick: Any = None) -> None:
         if order.ticket not in self._orders:
@@ -521,7 +566,7 @@ class Simulator:
     def _account_numbers(self) -> tuple[float, float, float, float, float]:
         for name in {p.symbol for p in self._positions.values()}:
             self._advance(name)
-        profit = round(sum(self._position_profit(p) for p in self._positions.values()), 2)
+        profit = round(sum(self._position_profit(p) + p.swap for p in self._positions.values()), 2)
         margin = self._used_margin()
         equity = round(self._balance + profit, 2)
         level = round(equity / margin * 100.0, 2) if margin else 0.0
@@ -559,6 +604,7 @@ class Simulator:
         if target is not None and target.type != side:
             return self._reduce(target, volume, price, order, when=when)
         if target is not None:  # netting: same direction adds, at the average price
+            target = self._accrue_swap(target, when)
             total = round(target.volume + volume, 8)
             avg = round((target.price_open * target.volume + price * volume) / total, spec.digits)
             self._positions[target.ticket] = replace(
@@ -571,7 +617,7 @@ class Simulator:
             self._positions[pos_id] = _Position(
                 ticket=pos_id, symbol=spec.name, type=side, volume=volume, price_open=price,
                 sl=sl, tp=tp, magic=magic, comment=comment, time_msc=when,
-                time_update_msc=when, reason=C.POSITION_REASON_EXPERT,
+                time_update_msc=when, reason=C.POSITION_REASON_EXPERT, swap_until_ms=when,
             )  # fmt: skip
         self._history_orders[order.ticket] = replace(order, position_id=pos_id)
         deal = self._deal(order=order.ticket, time_msc=when, type=side, entry=C.DEAL_ENTRY_IN,
@@ -585,9 +631,13 @@ class Simulator:
         reason: int = C.DEAL_REASON_EXPERT,
     ) -> tuple[int, int]:  # fmt: skip
         spec = self._specs[pos.symbol]
+        # The book's current state (a plan may hold an older copy), its swap charged to `when`.
+        pos = self._accrue_swap(self._positions.get(pos.ticket, pos), when)
         closed = min(volume, pos.volume)
         profit = self._profit(spec, pos.type, closed, pos.price_open, price)
-        self._balance = round(self._balance + profit, 2)
+        swap = round(pos.swap * closed / pos.volume, 2)  # the closed part's share
+        pos = replace(pos, swap=pos.swap - swap)
+        self._balance = round(self._balance + profit + swap, 2)
         left = round(pos.volume - closed, 8)
         rest = round(volume - closed, 8)
         entry = C.DEAL_ENTRY_INOUT if rest > 0 else C.DEAL_ENTRY_OUT
@@ -595,7 +645,7 @@ class Simulator:
         deal = self._deal(order=order.ticket, time_msc=when, type=1 - pos.type, entry=entry,
                           magic=order.magic, position_id=pos.ticket, reason=reason,
                           volume=volume, price=price, profit=profit, symbol=pos.symbol,
-                          comment=order.comment)  # fmt: skip
+                          comment=order.comment, swap=swap)  # fmt: skip
         if left > 0:
             self._positions[pos.ticket] = replace(pos, volume=left, time_update_msc=when)
         else:
@@ -603,7 +653,7 @@ class Simulator:
             if rest > 0:  # netting reversal: the rest opens the other way, same identifier
                 self._positions[pos.ticket] = replace(
                     pos, type=1 - pos.type, volume=rest, price_open=price, sl=0.0, tp=0.0,
-                    time_update_msc=when,
+                    time_update_msc=when, swap=0.0,
                 )  # fmt: skip
         return order.ticket, deal.ticket
 
@@ -956,7 +1006,7 @@ class Simulator:
             time_update=p.time_update_msc // 1000, time_update_msc=p.time_update_msc,
             type=p.type, magic=p.magic, identifier=p.ticket, reason=p.reason, volume=p.volume,
             price_open=p.price_open, sl=p.sl, tp=p.tp,
-            price_current=bid if p.type == C.POSITION_TYPE_BUY else ask, swap=0.0,
+            price_current=bid if p.type == C.POSITION_TYPE_BUY else ask, swap=p.swap,
             profit=self._position_profit(p), symbol=p.symbol, comment=p.comment, external_id="",
         )  # fmt: skip
 
@@ -965,7 +1015,7 @@ class Simulator:
         return TradeDeal(
             ticket=d.ticket, order=d.order, time=d.time_msc // 1000, time_msc=d.time_msc,
             type=d.type, entry=d.entry, magic=d.magic, position_id=d.position_id,
-            reason=d.reason, volume=d.volume, price=d.price, commission=0.0, swap=0.0,
+            reason=d.reason, volume=d.volume, price=d.price, commission=0.0, swap=d.swap,
             profit=d.profit, fee=0.0, symbol=d.symbol, comment=d.comment, external_id="",
         )  # fmt: skip
 
