@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import resource
+import signal
 import socket
 import struct
 import time
@@ -498,6 +500,23 @@ def test_connection_cap_drops_pending_handshakes_first_then_refuses(
     assert late.closed(timeout=5)
     assert server.wait_for_log("connections is the cap (MT5_BRIDGE_MAX_CONNECTIONS)")
     assert all(peer.ping(1) for peer in peers[:3])
+
+
+def test_listen_backlog_absorbs_a_burst_while_the_server_is_busy(
+    start_server: Callable[..., RunningServer], peers: list[Any]
+) -> None:
+    server = start_server()
+    # Stopped, the server accepts nothing: the kernel queues what the backlog allows (it was
+    # 5; a connection past it waits for SYN retries, seconds, and misses this timeout).
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        for _ in range(200):
+            peers.append(RawPeer(server.port, timeout=0.5))
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    for peer in peers[::20]:
+        peer.sock.settimeout(10)
+        assert peer.hello().ping(1)
 
 
 @pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs prlimit (Linux)")
