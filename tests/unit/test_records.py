@@ -84,17 +84,17 @@ def test_require_returns_the_passing_records(tmp_path: Path) -> None:
 def test_require_names_missing_failing_and_mismatched_stages_at_once(tmp_path: Path) -> None:
     records.write_record(tmp_path, "build", IMAGE, BUILD)
     records.write_record(tmp_path, "probe", IMAGE, {"findings": 3}, passed=False)
-    # A verify record copied over from another image: it must not count for this one.
-    records.write_record(tmp_path, "verify", OTHER, {})
-    src = records.record_path(tmp_path, "verify", OTHER)
-    dest = records.record_path(tmp_path, "verify", IMAGE)
+    # A record copied over from another image: it must not count for this one.
+    records.write_record(tmp_path, "probe-three", OTHER, {})
+    src = records.record_path(tmp_path, "probe-three", OTHER)
+    dest = records.record_path(tmp_path, "probe-three", IMAGE)
     dest.write_bytes(src.read_bytes())
     with pytest.raises(RecordError) as info:
-        records.require(tmp_path, IMAGE, ["build", "probe-two", "probe", "verify"])
+        records.require(tmp_path, IMAGE, ["build", "probe-two", "probe", "probe-three"])
     message = str(info.value)
     assert "no record from probe-two" in message
     assert "failed: probe" in message
-    assert "mismatched or unreadable: verify" in message
+    assert "mismatched or unreadable: probe-three" in message
     assert "build" not in message.split("gate:")[1].split("Run")[0]
 
 
