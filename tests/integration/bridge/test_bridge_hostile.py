@@ -132,6 +132,11 @@ def rss_peak_kib(server: RunningServer) -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1])  # type: ignore[index]
 
 
+def threads(server: RunningServer) -> int:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(re.search(r"Threads:\s+(\d+)", status)[1])  # type: ignore[index]
+
+
 def assert_one_record_per_line(server: RunningServer) -> None:
     for line in server.log_text().splitlines():
         assert RECORD.match(line) or line.startswith("    | "), f"forged or stray line: {line!r}"
@@ -459,11 +464,14 @@ def test_hundreds_of_idle_and_half_open_connections_do_not_keep_a_client_waiting
     # Two workers and a long handshake deadline: with a thread (or worker) per connection,
     # the legitimate client would wait behind 300 stalled peers for 60 s.
     server = start_server("--workers", "2", "--handshake-timeout", "60", "--frame-timeout", "60")
+    before = threads(server)
     _flood(server.port, 300, peers)
     assert peers[-1].closed(timeout=0.5) is False  # the flood is really held open
     for _ in range(3):
         assert_served(server.port, timeout=3)
     assert "refused" not in server.log_text()
+    # Bounded workers, not a thread per peer: what ran before the flood, and the 2 workers.
+    assert threads(server) <= before + 2
 
 
 def test_half_open_tls_connections_do_not_keep_a_client_waiting(
