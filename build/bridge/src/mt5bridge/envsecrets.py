@@ -6,6 +6,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+#: A secret file is a password or a key: anything bigger (/dev/zero, a log) is refused unread.
+MAX_SECRET_FILE = 65_536
+
 
 class SettingError(ValueError):
     """A setting is given twice, or its secret file cannot be read."""
@@ -25,9 +28,19 @@ def read_setting(name: str, environ: Mapping[str, str] | None = None) -> str | N
         raise SettingError(f"{name} and {name}_FILE are both set; set only one")
     if file_name is not None:
         try:
-            return Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
+            with Path(file_name).open("rb") as handle:
+                data = handle.read(MAX_SECRET_FILE + 1)
         except OSError as exc:
             raise SettingError(
                 f"{name}_FILE names {file_name!r}, which cannot be read: {exc.strerror}"
             ) from exc
+        if len(data) > MAX_SECRET_FILE:
+            raise SettingError(
+                f"{name}_FILE names {file_name!r}, which holds over {MAX_SECRET_FILE} bytes: "
+                "not a secret file (a device or a log?)"
+            )
+        try:
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise SettingError(f"{name}_FILE names {file_name!r}, which is not UTF-8 text") from exc
     return direct
