@@ -490,6 +490,25 @@ def test_half_open_tls_connections_do_not_keep_a_client_waiting(
     assert_served(server.port, timeout=3, tls=client)
 
 
+def test_large_request_over_tls_is_served_whole(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    # Over 1 MiB: the loop reads it over several turns (it takes at most 16 reads from one
+    # connection per turn), through TLS, and the echo comes back whole.
+    bundle = write_bundle(tmp_path / "deploy", server_names=("127.0.0.1",))
+    server = start_server("--tls-ca", str(bundle.ca_cert), "--tls-cert",
+                          str(bundle.server_cert), "--tls-key", str(bundle.server_key))  # fmt: skip
+    client = TlsFiles(ca=bundle.ca_cert, cert=bundle.client_cert, key=bundle.client_key)
+    conn = legit(server.port, timeout=20, tls=client)
+    try:
+        data = os.urandom(1_200_000).hex()  # 2.4 MB, about 1.3 MB compressed on the wire
+        for _ in range(3):
+            conn.ping(data, timeout=20)
+        assert initialize(conn) == ("ok", True)
+    finally:
+        conn.close()
+
+
 def test_connection_cap_drops_pending_handshakes_first_then_refuses(
     start_server: Callable[..., RunningServer], peers: list[Any]
 ) -> None:

@@ -199,6 +199,7 @@ class BridgeServer:
         self._accept_paused_until = 0.0
         self._accept_backoff = 0.0
         self._last_sweep = 0.0
+        self._again: set[_Conn] = set()  # connections to read again next turn (see _read_frames)
         if options.classic:
             # Classic clients run `import MetaTrader5 as mt5` in the server; give them the
             # backend's module, calls serialised with ours.
@@ -250,7 +251,8 @@ class BridgeServer:
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
             self._selector.register(self._listener, selectors.EVENT_READ, None)
-        for key, mask in self._selector.select(poll_interval):
+        again, self._again = self._again, set()
+        for key, mask in self._selector.select(0 if again else poll_interval):
             if key.fileobj is self._listener:
                 self._accept()
             elif key.fileobj is self._wake_r:
@@ -261,6 +263,9 @@ class BridgeServer:
                 conn = self._conns.get(key.fileobj)  # type: ignore[call-overload]
                 if conn is not None and not conn.busy:
                     self._guarded(conn, self._on_ready, mask)
+        for conn in again:
+            if conn.sock in self._conns and not conn.busy:
+                self._guarded(conn, self._on_ready, selectors.EVENT_READ)
         while True:
             try:
                 conn = self._done.get_nowait()
@@ -460,6 +465,9 @@ class BridgeServer:
                 return
             reads += 1
             if reads > _READS_PER_TURN:  # a fast sender waits for its next turn, not the others
+                # Come back next turn without waiting for the selector: under TLS the rest may
+                # already be decrypted inside the SSL object, where no select() sees it.
+                self._again.add(conn)
                 return
             was_partial = reader.partial
             data = self._recv(conn, reader.want())
