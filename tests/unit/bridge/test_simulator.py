@@ -336,6 +336,25 @@ def test_swaps_accrue_at_rollover_triple_after_wednesday() -> None:
     assert sim.account_info().balance == pytest.approx(10_000 + deal.profit + deal.swap)
 
 
+def test_stop_out_closes_the_worst_position_below_the_level() -> None:
+    clock = Clock()
+    sim = _sim(clock, balance=1_000.0, leverage=500)
+    # Where EURUSD goes in the next days (the same seed is the same market): bet against it.
+    later = _sim(Clock(WEDNESDAY_NOON + 14 * 86_400)).symbol_info_tick("EURUSD").bid
+    losing = _sell if later > sim.symbol_info_tick("EURUSD").bid else _buy
+    # 1000 USD at 1:500 carries about 4.6 lots of EURUSD: a 0.2% move takes most of it.
+    big = losing(sim, volume=4.4)
+    small = _buy(sim, "USDJPY", 0.01)
+    assert big.retcode == small.retcode == C.TRADE_RETCODE_DONE
+    while sim.positions_total() == 2:
+        clock.now += 1800
+        assert clock.now < WEDNESDAY_NOON + 14 * 86_400, "the market never got there"
+    deal = sim.history_deals_get(position=big.order)[-1]
+    assert deal.reason == C.DEAL_REASON_SO and deal.profit < 0
+    assert [p.ticket for p in sim.positions_get()] == [small.order]
+    assert sim.account_info().margin_level >= 30.0
+
+
 def test_history_opens_with_the_deposit() -> None:
     (deposit,) = _sim().history_deals_get(0, 2e9)
     assert deposit.type == C.DEAL_TYPE_BALANCE and deposit.profit == 10_000.0

@@ -68,6 +68,9 @@ from mt5bridge.mt5types import (
 
 SIM_BUILD: Final = 0  # not a MetaQuotes build number: version() says "simulator" in its date field
 MAXBARS: Final = 100_000  # the terminal's default "Max bars in chart"
+#: Margin levels (percent) of the simulated account: margin call and stop out.
+MARGIN_CALL_LEVEL: Final = 50.0
+STOP_OUT_LEVEL: Final = 30.0
 #: The most ticks one copy_ticks_from answers (about 48 MB): a bound on memory and on the
 #: reply, where the terminal pages its tick history too.
 MAX_TICKS: Final = 1_000_000
@@ -564,8 +567,25 @@ class Simulator:
         return round(sum(max(sides.get((s, 0), 0.0), sides.get((s, 1), 0.0)) for s in symbols), 2)
 
     def _account_numbers(self) -> tuple[float, float, float, float, float]:
-        for name in {p.symbol for p in self._positions.values()}:
-            self._advance(name)
+        self._advance_all()
+        return self._numbers()
+
+    def _stop_out_check(self) -> None:
+        """Below the stop-out level the server closes the most losing position, then the
+        next, until the level is back. Checked whenever the account or its book is looked at
+        (our choice: not on every tick of every symbol)."""
+        numbers = self._numbers()
+        while numbers[2] and numbers[4] < STOP_OUT_LEVEL and self._positions:
+            worst = min(self._positions.values(), key=self._position_profit)
+            bid, ask = self._prices(worst.symbol)
+            price = bid if worst.type == C.POSITION_TYPE_BUY else ask
+            self._close(worst, worst.volume, price, reason=C.DEAL_REASON_SO,
+                        order_reason=C.ORDER_REASON_SO, magic=worst.magic,
+                        when=self._now_msc(), comment=f"[so {numbers[4]:.2f}%]")  # fmt: skip
+            numbers = self._numbers()
+
+    def _numbers(self) -> tuple[float, float, float, float, float]:
+        """(profit, equity, margin, free margin, margin level) at the current prices."""
         profit = round(sum(self._position_profit(p) + p.swap for p in self._positions.values()), 2)
         margin = self._used_margin()
         equity = round(self._balance + profit, 2)
@@ -870,6 +890,8 @@ class Simulator:
             o.symbol for o in self._orders.values()
         }:
             self._advance(name)
+        if self._positions:
+            self._stop_out_check()
 
     def _plan_deal(self, req: TradeRequest) -> Plan:
         spec = self._specs.get(req.symbol)
@@ -1156,10 +1178,10 @@ class Simulator:
             limit_orders=200, margin_so_mode=C.ACCOUNT_STOPOUT_MODE_PERCENT, trade_allowed=True,
             trade_expert=True, margin_mode=cfg.margin_mode, currency_digits=2, fifo_close=False,
             balance=self._balance, credit=0.0, profit=profit, equity=equity, margin=margin,
-            margin_free=free, margin_level=level, margin_so_call=50.0, margin_so_so=30.0,
-            margin_initial=0.0, margin_maintenance=0.0, assets=0.0, liabilities=0.0,
-            commission_blocked=0.0, name=cfg.account_name, server=cfg.server,
-            currency=cfg.currency, company=cfg.company,
+            margin_free=free, margin_level=level, margin_so_call=MARGIN_CALL_LEVEL,
+            margin_so_so=STOP_OUT_LEVEL, margin_initial=0.0, margin_maintenance=0.0,
+            assets=0.0, liabilities=0.0, commission_blocked=0.0, name=cfg.account_name,
+            server=cfg.server, currency=cfg.currency, company=cfg.company,
         )  # fmt: skip
 
     def symbols_total(self) -> int | None:
