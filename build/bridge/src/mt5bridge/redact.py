@@ -1,7 +1,7 @@
 """Log redaction and one-line log records, shared by the bridge and the bot (mt5bot.logs).
 
 A secret reaches a log in more shapes than the one it was given in: inside a tuple or a dict
-it is `repr()`-escaped, JSON escapes it its own way, an URL carries it percent-encoded, an HTTP
+it is `repr()`-escaped, JSON escapes it its own way, a URL carries it percent-encoded, an HTTP
 header base64-encodes it, a hex dump shows its UTF-8 bytes, an error message upper-cases it, a
 wrapped line puts spaces into it, and an account number is printed with thousands separators.
 `Redactor` masks every one of those forms of every known secret (case-insensitively, with any
@@ -55,7 +55,7 @@ _URL_USERINFO = re.compile(
     r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+(?P<at>@)"
 )
 # Words one of which a keyed secret or a scheme contains: a line with none of them (most lines)
-# skips those patterns. Lower-case, as the patterns match case-insensitively.
+# skips those patterns. Case-folded, as the patterns match case-insensitively.
 _KEY_HINTS = ("pass", "pwd", "secret", "token", "api", "key", "auth", "credential", "cookie")
 _SCHEME_HINTS = ("bearer", "basic", "digest")
 # Between the digits of an account number: a thousands separator of any locale, or none.
@@ -157,7 +157,7 @@ class Redactor:
             for login, pattern, masked in self._accounts:
                 if login in digits:
                     text = pattern.sub(masked, text)
-        lowered = text.lower()
+        lowered = text.casefold()  # as the patterns fold case (long s is an s to them)
         if any(hint in lowered for hint in _KEY_HINTS):
             text = _KEYED.sub(_mask_keyed, text)
         if any(hint in lowered for hint in _SCHEME_HINTS):
