@@ -145,6 +145,7 @@ def test_values_under_secret_key_names_are_masked_whatever_they_are(
         ("curl -H 'X-Api-Key: k-123456' ...", "k-123456"),
         ("GET /feed?token=abc123&symbol=EURUSD", "abc123"),
         ('client_secret = "s p a c e d"', "s p a c e d"),
+        ("PA\u017f\u017fWORD=hunter22", "hunter22"),  # a long s is an s to the patterns
     ],
 )
 def test_keyed_and_scheme_examples(text: str, leak: str) -> None:
