@@ -97,17 +97,13 @@ class ModuleBackend:
         function = getattr(self._module, name)
         with self._lock:
             if name == "last_error":
-                if session.error is not None:
-                    return session.error
-                return function(*args, **kwargs)
+                # A session that has called nothing yet has nothing failed: "Success".
+                return session.error if session.error is not None else _SUCCESS
             if name == "shutdown":
                 return self._shutdown_locked(session)
-            if name not in ("initialize", "login") and not session.initialized:
+            if name != "initialize" and not session.initialized:
                 session.error = _NO_IPC
                 return False if name in _FALSE_WITHOUT_IPC else None
-            if name == "login" and not session.initialized:
-                session.error = _NO_IPC
-                return False
             result = function(*args, **kwargs)
             session.error = _as_error(self._module.last_error())
             if name == "initialize" and result is True:
