@@ -154,3 +154,30 @@ def test_buy_sell_and_close_helpers(
     assert mt5.Close("EURUSD") is False  # nothing to close
     closing = mt5.history_deals_get(0, 2_000_000_000, group="EURUSD")[-2:]
     assert [d.entry for d in closing] == [mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT]
+
+
+def test_replay_of_a_metatrader_tick_export_through_the_bridge(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """`--sim-csv SYMBOL=PATH` replays a tick export: the server's clock starts at its first
+    tick, so a client sees the recording, as prices and as bars, from the start."""
+    lines = ["<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>"]
+    bids = [round(1.2 + 0.0001 * (i % 7), 5) for i in range(600)]
+    for i, bid in enumerate(bids):  # ten minutes, one tick a second, from 2023.03.01 10:00
+        lines.append(f"2023.03.01\t10:{i // 60:02d}:{i % 60:02d}.250\t{bid:.5f}\t"
+                     f"{bid + 0.0001:.5f}\t\t\t6")  # fmt: skip
+    csv = tmp_path / "EURUSD.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    server = start_server("--sim-csv", f"EURUSD={csv}")
+    b = Bridge("127.0.0.1", server.port)
+    try:
+        assert b.initialize(**CREDS)
+        tick = b.symbol_info_tick("EURUSD")
+        start = 1677664800  # 2023-03-01 10:00 UTC
+        assert start <= tick.time < start + 60 and tick.bid in bids
+        ticks = b.copy_ticks_from("EURUSD", start, 1000, mt5.COPY_TICKS_ALL)
+        assert list(ticks["bid"]) == bids[: len(ticks)] and len(ticks) >= 1
+        m1 = b.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 10)
+        assert m1["time"][0] == start and m1["open"][0] == bids[0]
+    finally:
+        b.close()
