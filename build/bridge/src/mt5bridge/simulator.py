@@ -7,12 +7,14 @@ every request for one seed. The simulated time is the wall clock, or `time_origi
 elapsed wall time times `speed` (replay mode starts it at the first recorded tick).
 
 Trading follows the trade server: market orders fill at the current bid/ask (market execution:
-the request's price is not needed); pending orders, stop losses and take profits are checked
-against every tick that arrives (they fill at that tick's price, so a gap slips); partial close,
-close-by, netting (one position per symbol, reversals) and hedging accounts; order_calc_margin
-and order_calc_profit use the same formulas as the account's margin and the deals' profits;
-filling types are checked against the symbol's filling_mode; history keeps every order and
-deal, starting with the account's balance deposit. It checks login, password and server against
+the request's price is not needed); pending orders (limit, stop, stop limit; expiring by
+type_time), stop losses and take profits are checked against every tick that arrives (they fill
+at that tick's price, so a gap slips); partial close, close-by, netting (one position per
+symbol, reversals) and hedging accounts; swaps at rollover; stop out at 30% margin level;
+order_calc_margin and order_calc_profit use the same formulas as the account's margin and the
+deals' profits; filling types and stops levels are checked against the symbol; the market is
+closed at weekends except for crypto; history keeps every order and deal, starting with the
+account's balance deposit. It checks login, password and server against
 what it was started with. Failures are reported the way the MetaTrader5 module does: None or
 False plus last_error() with the package's texts, and trade return codes in retcode.
 

@@ -1,0 +1,291 @@
+"""``invoke watch`` against real containers: each trouble makes exactly one alert, with the
+container, the reason and the last log lines, delivered through Apprise's real HTTP path
+(``json://``) to a webhook receiver on 127.0.0.1; a secret given at run time is in none.
+
+The containers run the project's base image (a shell, coreutils): nothing to build."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mt5bridge.redact import Redactor
+
+from mt5forge.alerts import Alert, deliver, parse_targets
+from mt5forge.config import Settings
+from mt5forge.monitor import COMPOSE_PROJECT, Watcher, make_watcher
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "mt5forge/base:trixie"
+BODY_CAP = 1 << 20
+QUIET = 3.0
+"""Seconds with no further alert after the expected one: "exactly one"."""
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: every JSON body POSTed to it, as Apprise sent it."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # never raises: a bad body is answered 400
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                    if not 0 < length <= BODY_CAP:
+                        raise ValueError(f"length {length}")
+                    body = json.loads(self.rfile.read(length))
+                    if not isinstance(body, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with outer.lock:
+                    outer.posts.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def about(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [p for p in self.posts if f"container: {name} " in p.get("message", "")]
+
+    def wait_for(self, name: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.about(name)
+            if got:
+                return got[0]
+            time.sleep(0.1)
+        with self.lock:
+            raise AssertionError(f"no alert about {name} in {timeout:.0f} s; got {self.posts}")
+
+    def exactly_one(self, name: str, timeout: float, quiet: float = QUIET) -> dict[str, Any]:
+        first = self.wait_for(name, timeout)
+        time.sleep(quiet)
+        got = self.about(name)
+        assert len(got) == 1, f"{len(got)} alerts about {name}: {got}"
+        return first
+
+
+@dataclasses.dataclass
+class Watching:
+    pair: str
+    receiver: Receiver
+    watcher: Watcher
+    client: Any
+    hook_secret: str
+
+    def run(self, name: str, command: str, **kwargs: Any) -> Any:
+        labels = {COMPOSE_PROJECT: self.pair, "org.mt5forge.image": "watch-test"}
+        return self.client.containers.run(
+            IMAGE, ["sh", "-c", command], name=f"{self.pair}-{name}", labels=labels,
+            detach=True, **kwargs,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def watching(docker_client: Any, settings: Settings) -> Iterator[Watching]:
+    """One watcher for the module, on a pair of its own, alerting through Apprise."""
+    if not docker_client.images.list(name=IMAGE):
+        pytest.skip(f"{IMAGE} is not built here (invoke base)")
+    pair = f"watchtest{secrets.token_hex(4)}"
+    receiver = Receiver()
+    hook_secret = "hook-" + secrets.token_hex(8)
+    targets = parse_targets(
+        [f"json://watch:${{HOOK_PW}}@127.0.0.1:{receiver.port}/alerts"], {"HOOK_PW": hook_secret}
+    )
+    local = dataclasses.replace(
+        settings,
+        watch=dataclasses.replace(settings.watch, settle=8, cpu_percent=25, period=2, log_lines=5),
+    )
+    extra = [s for t in targets for s in t.secrets]
+
+    def on_alert(alert: Alert) -> None:
+        results = deliver(alert, targets, Redactor(extra))
+        assert all(d.ok for d in results), results
+
+    watcher = make_watcher(local, docker_client, pair=pair, on_alert=on_alert,
+                           extra_secrets=extra)  # fmt: skip
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    assert watcher.ready.wait(30), "the event stream did not open"
+    try:
+        yield Watching(pair, receiver, watcher, docker_client, hook_secret)
+    finally:
+        for c in docker_client.containers.list(
+            all=True, filters={"label": f"{COMPOSE_PROJECT}={pair}"}
+        ):
+            c.remove(force=True)
+        watcher.stop.set()
+        thread.join(30)
+        receiver.server.shutdown()
+
+
+def _lines(post: dict[str, Any]) -> str:
+    return str(post["message"])
+
+
+def test_the_rule_is_the_supervisors(watching: Watching, repo_root: Path) -> None:
+    text = (repo_root / "build/terminal/entrypoint").read_text()
+    rule = watching.watcher.thresholds.restart
+    assert f"RESTART_MAX=$(number MT5_RESTART_MAX {rule.max})" in text
+    assert f"RESTART_WINDOW=$(number MT5_RESTART_WINDOW {rule.window})" in text
+
+
+def test_a_crash_with_a_nonzero_exit(watching: Watching) -> None:
+    # Under an init (as the terminal runs under tini): PID 1 cannot be sent SIGKILL from inside.
+    watching.run("crash", "echo starting up; echo giving up now >&2; sleep 1; kill -KILL $$",
+                 init=True)  # fmt: skip
+    post = watching.receiver.exactly_one(f"{watching.pair}-crash", timeout=30)
+    assert post["title"] == f"mt5forge: {watching.pair}/{watching.pair}-crash: crash"
+    assert "reason: crash: crashed: exit code 137 (killed by SIGKILL)" in _lines(post)
+    # stdout and stderr lines may come in either order
+    assert {"  starting up", "  giving up now"} <= set(_lines(post).splitlines())
+    assert post["type"] == "failure"
+
+
+def test_a_stop_asked_for_is_no_crash(watching: Watching) -> None:
+    """docker stop (SIGTERM, then SIGKILL) and docker kill end with codes a crash has too."""
+    stopped = watching.run("stopped", "trap '' TERM; echo up; sleep 300 & wait")
+    killed = watching.run("killed", "echo up; sleep 300")
+    time.sleep(1)
+    stopped.stop(timeout=1)
+    killed.kill()
+    stopped.reload()
+    assert stopped.attrs["State"]["ExitCode"] == 137
+    time.sleep(QUIET)
+    assert not watching.receiver.about(stopped.name)
+    assert not watching.receiver.about(killed.name)
+
+
+def test_an_oom_kill_under_a_small_memory_limit(watching: Watching) -> None:
+    c = watching.run("oom", "echo filling memory; exec tail /dev/zero",
+                     mem_limit="16m", memswap_limit="16m")  # fmt: skip
+    post = watching.receiver.exactly_one(c.name, timeout=30)
+    c.reload()
+    assert c.attrs["State"]["OOMKilled"] is True
+    assert "reason: oom: killed by the kernel's OOM killer: exit code 137" in _lines(post)
+    assert "  filling memory" in _lines(post)
+
+
+def test_a_restart_loop_is_one_alert_not_one_per_crash(watching: Watching) -> None:
+    c = watching.run("loop", "echo run starts; echo cannot open the database >&2; exit 3",
+                     restart_policy={"Name": "always"})  # fmt: skip
+    post = watching.receiver.wait_for(c.name, timeout=60)
+    rule = watching.watcher.thresholds.restart
+    assert f"reason: restart-loop: restarted {rule.max} times within {rule.window} s" in _lines(
+        post
+    )
+    assert "  cannot open the database" in _lines(post)
+    # It keeps crashing past the settle time (8 s here): still that one alert.
+    time.sleep(watching.watcher.thresholds.settle + 2)
+    c.reload()
+    assert c.attrs["RestartCount"] > rule.max
+    assert len(watching.receiver.about(c.name)) == 1, watching.receiver.about(c.name)
+
+
+def test_a_health_check_turning_unhealthy(watching: Watching) -> None:
+    c = watching.run(
+        "health",
+        "echo serving; sleep 2; echo lost the broker >&2; touch /tmp/bad; sleep 300",
+        healthcheck={
+            "test": ["CMD-SHELL", "test ! -e /tmp/bad || { echo broker unreachable; exit 1; }"],
+            "interval": 500_000_000,
+            "timeout": 2_000_000_000,
+            "retries": 1,
+        },
+    )
+    post = watching.receiver.exactly_one(c.name, timeout=30)
+    assert "reason: unhealthy: the health check turned unhealthy" in _lines(post)
+    assert "  lost the broker" in _lines(post)
+    assert "[health check exit 1] broker unreachable" in _lines(post)
+
+
+def test_cpu_above_the_threshold_for_the_period(watching: Watching) -> None:
+    c = watching.run("busy", "echo spinning; while :; do :; done")
+    post = watching.receiver.exactly_one(c.name, timeout=30)
+    assert "reason: cpu: cpu above 25% of one CPU for" in _lines(post)
+    c.remove(force=True)
+
+
+def test_a_secret_given_at_run_time_is_in_no_alert(watching: Watching, tmp_path: Path) -> None:
+    password = "pw-" + secrets.token_hex(8)
+    token = "tok-" + secrets.token_hex(8)
+    login = "70412345"
+    secret_file = tmp_path / "api_token"
+    secret_file.write_text(token + "\n")
+    secret_file.chmod(0o444)
+    b64 = base64.b64encode(password.encode()).decode()
+    c = watching.run(
+        "leaky",
+        f"echo connecting as {login} with {password}; echo header Basic {b64}; "
+        f'echo "token $(cat /run/secrets/api_token)"; echo hook {watching.hook_secret}; '
+        "exit 2",
+        environment={"MT5_PASSWORD": password, "MT5_LOGIN": login,
+                     "MT5_API_TOKEN_FILE": "/run/secrets/api_token"},
+        volumes={str(secret_file): {"bind": "/run/secrets/api_token", "mode": "ro"}},
+    )  # fmt: skip
+    post = watching.receiver.exactly_one(c.name, timeout=30)
+    logs = c.logs().decode()
+    assert password in logs and token in logs  # the container did print them
+    text = json.dumps(post)
+    for secret in (password, token, b64, login, watching.hook_secret):
+        assert secret not in text, f"{secret} leaked: {text}"
+    assert "connecting as *****345 with ***" in _lines(post)
+
+
+def test_the_task_dry_run_prints_what_it_would_send(
+    docker_client: Any, repo_root: Path, watching: Watching
+) -> None:
+    """`invoke watch --dry-run` as a user runs it: one alert printed, nothing sent."""
+    pair = f"watchcli{secrets.token_hex(4)}"
+    env = {**os.environ, "MT5FORGE_WATCH_TARGETS": f"json://127.0.0.1:{watching.receiver.port}/"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "watch", "--pair", pair, "--dry-run", "--duration", "8"],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert "watching containers labelled" in proc.stderr.readline()
+        before = len(watching.receiver.posts)
+        name = f"{pair}-crash"
+        docker_client.containers.run(
+            IMAGE, ["sh", "-c", "echo bye; sleep 1; exit 4"], name=name, detach=True,
+            labels={COMPOSE_PROJECT: pair},
+        )  # fmt: skip
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        for c in docker_client.containers.list(
+            all=True, filters={"label": f"{COMPOSE_PROJECT}={pair}"}
+        ):
+            c.remove(force=True)
+    assert proc.returncode == 0, err
+    assert out.count("would send") == 1, out
+    assert f"mt5forge: {pair}/{name}: crash" in out
+    assert "reason: crash: crashed: exit code 4" in out
+    assert f"to json://127.0.0.1:{watching.receiver.port}/" in out
+    assert len(watching.receiver.posts) == before  # dry run: nothing sent
