@@ -9,6 +9,7 @@ from mt5forge.tasks import lint as lint_tasks
 from mt5forge.tasks import sbom as sbom_tasks
 from mt5forge.tasks import scan as scan_tasks
 from mt5forge.tasks import verify as verify_tasks
+from mt5forge.tasks import watch as watch_tasks
 
 ns = Collection()
 ns.add_task(engine.engine)
@@ -24,4 +25,5 @@ ns.add_task(lint_tasks.lint)
 ns.add_task(certs.certs)
 ns.add_task(demo.demo)
 ns.add_task(config.show_config, name="config")
+ns.add_task(watch_tasks.watch)
 ns.add_collection(Collection.from_module(registry), name="registry")

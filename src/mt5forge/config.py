@@ -153,6 +153,33 @@ class PathsSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class WatchSettings:
+    targets: tuple[str, ...] = ()
+    """Apprise URLs, one per notification target (``mailto://``, ``tgram://``, ``slack://``,
+    ``ntfy://``, ``json://`` for a webhook). A secret in one is written ``${NAME}`` and taken
+    from the environment: a target whose secret is written in this file is refused."""
+    label: str = "org.mt5forge.image"
+    """Without ``--pair``: the containers carrying this label (every image we build sets it)."""
+    restart_max: int = 0
+    """Restarts of one container within ``restart_window`` that make a restart loop. 0: the
+    terminal supervisor's own default (``MT5_RESTART_MAX`` in build/terminal/entrypoint); a
+    container's own ``MT5_RESTART_MAX`` variable wins for that container."""
+    restart_window: int = 0
+    """Seconds; 0: the supervisor's ``MT5_RESTART_WINDOW`` default, as for ``restart_max``."""
+    settle: int = 30
+    """Seconds a crashed container that Docker restarts must stay up before its crash is
+    reported alone; a loop within them is reported once, as a restart loop."""
+    cpu_percent: int = 90
+    """CPU alert: percent of one CPU (as ``docker stats`` counts it) ..."""
+    memory_percent: int = 90
+    """Memory alert: percent of the container's memory limit (without the page cache) ..."""
+    period: int = 60
+    """... held for this many seconds."""
+    log_lines: int = 20
+    """Last log lines of the container an alert carries (redacted, each cut at 300 chars)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     root: Path = Path()
     """Directory relative paths are resolved against (where mt5forge.toml is)."""
@@ -166,6 +193,7 @@ class Settings:
     scan: ScanSettings = ScanSettings()
     engine: EngineSettings = EngineSettings()
     paths: PathsSettings = PathsSettings()
+    watch: WatchSettings = WatchSettings()
 
     def path(self, value: str) -> Path:
         """Resolve a path setting against the project root."""
@@ -250,6 +278,16 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"[fetch] mirror = {s.fetch.mirror!r} is not an http(s) or file URL.")
     if s.engine.start_timeout <= 0:
         raise ConfigError("[engine] start_timeout must be a positive number of seconds.")
+    w = s.watch
+    if min(w.restart_max, w.restart_window) < 0 or min(w.settle, w.period, w.log_lines) < 1:
+        raise ConfigError(
+            "[watch] restart_max and restart_window must be 0 (the supervisor's) or more; "
+            "settle, period and log_lines 1 or more."
+        )
+    if not (1 <= w.memory_percent <= 100 and 1 <= w.cpu_percent <= 100 * (os.cpu_count() or 1)):
+        raise ConfigError(
+            "[watch] memory_percent must be 1..100 and cpu_percent 1..100 x the CPUs here."
+        )
 
 
 def load(
