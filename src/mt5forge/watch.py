@@ -296,7 +296,8 @@ class Rules:
     def _die(self, ev: Event, st: _State, rule: RestartRule) -> list[Finding]:
         code = ev.exit_code if ev.exit_code is not None else 0
         oom = st.oom or ev.oom_killed
-        requested, st.requested, st.oom, st.died = st.requested, False, False, True
+        requested, st.requested, st.oom = st.requested, False, False
+        st.died = not requested  # a start after an asked-for stop is no restart of a loop
         if requested or (code == 0 and not oom):
             return []
         in_incident = self._in_incident(st, ev.time, rule)
