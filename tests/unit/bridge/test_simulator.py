@@ -287,12 +287,13 @@ def test_calc_margin_and_profit_agree_with_what_order_send_does() -> None:
         tick = sim.symbol_info_tick(symbol)
         expected = sim.order_calc_margin(C.ORDER_TYPE_BUY, symbol, volume, tick.ask)
         before = sim.account_info().margin
-        opened = _buy(sim, symbol, volume, type_filling=C.ORDER_FILLING_RETURN)
+        filling = C.ORDER_FILLING_FOK if info.filling_mode & 1 else C.ORDER_FILLING_IOC
+        opened = _buy(sim, symbol, volume, type_filling=filling, price=tick.ask)
         assert opened.retcode == C.TRADE_RETCODE_DONE, (symbol, opened.comment)
         assert sim.account_info().margin - before == pytest.approx(expected, abs=0.02), symbol
         clock.now += 300
-        closed = _sell(sim, symbol, volume, position=opened.order,
-                       type_filling=C.ORDER_FILLING_RETURN)  # fmt: skip
+        closed = _sell(sim, symbol, volume, position=opened.order, type_filling=filling,
+                       price=sim.symbol_info_tick(symbol).bid)  # fmt: skip
         calc = sim.order_calc_profit(C.ORDER_TYPE_BUY, symbol, volume, opened.price, closed.price)
         deal = sim.history_deals_get(ticket=closed.deal)[0]
         assert deal.profit == pytest.approx(calc, abs=0.01), symbol
@@ -305,6 +306,23 @@ def test_filling_type_the_symbol_lacks_is_refused() -> None:
     assert _buy(sim, "BTCUSD", 0.01, type_filling=C.ORDER_FILLING_IOC).retcode == 10009
     refused = _buy(sim, "XAUUSD", 0.01, type_filling=C.ORDER_FILLING_IOC)
     assert refused.comment == "Unsupported filling mode"
+
+
+def test_instant_execution_requotes_a_stale_price() -> None:
+    clock = Clock()
+    sim = _sim(clock)
+    info = sim.symbol_info("EURGBP")
+    assert info.trade_exemode == C.SYMBOL_TRADE_EXECUTION_INSTANT and info.filling_mode == 1
+    stale = sim.symbol_info_tick("EURGBP")
+    assert _buy(sim, "EURGBP", 0.1).retcode == C.TRADE_RETCODE_INVALID_PRICE  # no price
+    while sim.symbol_info_tick("EURGBP").ask == stale.ask:
+        clock.now += 60
+    moved = abs(sim.symbol_info_tick("EURGBP").ask - stale.ask) / info.point
+    requote = _buy(sim, "EURGBP", 0.1, price=stale.ask, deviation=int(moved) - 1)
+    assert requote.retcode == C.TRADE_RETCODE_REQUOTE and requote.comment == "Requote"
+    assert requote.ask == sim.symbol_info_tick("EURGBP").ask  # the new price comes back
+    done = _buy(sim, "EURGBP", 0.1, price=stale.ask, deviation=int(moved) + 1)
+    assert done.retcode == C.TRADE_RETCODE_DONE and done.price == requote.ask
 
 
 def test_stops_level_and_market_hours() -> None:

@@ -94,12 +94,15 @@ class SymbolSpec:
 def _fx(
     name: str, description: str, level: float, spread: int, vol: float, interval: float,
     swap: tuple[float, float], digits: int = 5, stops: int = 0,
+    exemode: int = C.SYMBOL_TRADE_EXECUTION_MARKET,
 ) -> SymbolSpec:  # fmt: skip
     return SymbolSpec(
         name=name, description=description, path=f"Forex\\{name}", currency_base=name[:3],
         currency_profit=name[3:], digits=digits, level=level, spread=spread, annual_vol=vol,
         tick_interval=interval, swap_long=swap[0], swap_short=swap[1], stops_level=stops,
-        volume_max=500.0,
+        volume_max=500.0, exemode=exemode,
+        filling_mode=_FX_FILL if exemode == C.SYMBOL_TRADE_EXECUTION_MARKET
+        else terms.SYMBOL_FILLING_FOK,
     )  # fmt: skip
 
 
@@ -112,7 +115,17 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     _fx("AUDUSD", "Australian Dollar vs US Dollar", 0.6600, 10, 0.09, 6.0, (-3.3, -2.1)),
     _fx("USDCAD", "US Dollar vs Canadian Dollar", 1.3500, 14, 0.06, 6.0, (1.2, -8.7)),
     _fx("NZDUSD", "New Zealand Dollar vs US Dollar", 0.6100, 15, 0.09, 7.0, (-2.2, -3.3)),
-    _fx("EURGBP", "Euro vs Great Britain Pound", 0.8550, 12, 0.05, 7.0, (-6.3, 0.9)),
+    # A cross with instant execution: the request's price counts, and a requote can come.
+    _fx(
+        "EURGBP",
+        "Euro vs Great Britain Pound",
+        0.8550,
+        12,
+        0.05,
+        7.0,
+        (-6.3, 0.9),
+        exemode=C.SYMBOL_TRADE_EXECUTION_INSTANT,
+    ),
     _fx("EURCAD", "Euro vs Canadian Dollar", 1.4650, 18, 0.06, 8.0, (-8.9, 2.6)),
     _fx("EURJPY", "Euro vs Japanese Yen", 161.00, 17, 0.09, 5.0, (7.1, -23.6), digits=3),
     _fx(

@@ -907,6 +907,13 @@ class Simulator:
         self._advance(spec.name)
         bid, ask = self._prices(spec.name)
         price = ask if req.type == C.ORDER_TYPE_BUY else bid
+        if spec.exemode in (C.SYMBOL_TRADE_EXECUTION_INSTANT, C.SYMBOL_TRADE_EXECUTION_REQUEST):
+            # Instant execution: at the price asked, or a requote when the market has moved
+            # more than `deviation` points from it (filled at the market's price within it).
+            if req.price <= 0:
+                raise _Reject(C.TRADE_RETCODE_INVALID_PRICE)
+            if abs(req.price - price) > req.deviation * spec.point + 1e-9:
+                raise _Reject(C.TRADE_RETCODE_REQUOTE)
         if req.position:
             pos = self._positions.get(req.position)
             if pos is None:
