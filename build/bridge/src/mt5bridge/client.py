@@ -56,6 +56,7 @@ from mt5bridge.tls import TlsFiles as _TlsFiles
 __version__ = _PACKAGE_VERSION
 __author__ = _PACKAGE_AUTHOR
 
+# The record types are module attributes of the real package too (re-exported, not used here).
 _RECORDS = (AccountInfo, BookInfo, OrderCheckResult, OrderSendResult, SymbolInfo, TerminalInfo,
             Tick, TradeDeal, TradeOrder, TradePosition, TradeRequest)  # fmt: skip
 
