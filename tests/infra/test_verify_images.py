@@ -199,6 +199,8 @@ def test_record_and_junit_name_every_check_and_the_terminal(
         )
         assert [c.get("name") for c in suite.iter("testcase")] == list(CHECK_NAMES)
         assert record.path is not None
+        own = ET.parse(record.path.with_suffix(".xml")).getroot()  # noqa: S314  # ours
+        assert [c.get("name") for c in own.iter("testcase")] == list(CHECK_NAMES)
         text = record.path.read_text()
         assert json.loads(text)["image_id"] == v.image_id
         assert not [c for c in verify_canary.secrets() if c in text], "a canary is in the record"

@@ -4,7 +4,8 @@ For each image the build stage returned (or each image a user names, ``invoke ve
 :func:`mt5forge.verify.run.verify_image` reads its layers, runs it with made-up credentials and
 puts every check to it. The stage writes, keyed by the image's id, a verify record
 (``<run_dir>/records/<id>/verify.json``: every check, its outcome, and whether the terminal was
-the simulator, the fixture terminal or a real one) and the JUnit XML of the whole run. One
+the simulator, the fixture terminal or a real one) with its JUnit XML beside it
+(``verify.xml``), and the JUnit XML of the whole run (``<run_dir>/verify/junit.xml``). One
 canary serves the whole run, so images that share layers are read once.
 
 A failing check fails the stage (VerificationError) after every image was checked and every
@@ -102,8 +103,11 @@ def verify_all(
         verdict = verify_image(ctx, e, req.reference, canary=canary, only=only,
                                progress=progress or NullProgress())  # fmt: skip
         verdicts.append(verdict)
-        records.append(write_record(settings.run_dir, "verify", verdict.image_id,
-                                    record_payload(verdict), passed=verdict.passed))  # fmt: skip
+        record = write_record(settings.run_dir, "verify", verdict.image_id,
+                              record_payload(verdict), passed=verdict.passed)  # fmt: skip
+        # The image's own JUnit XML beside its record: keyed by image id like the record.
+        write_junit(record.with_suffix(".xml"), [verdict])
+        records.append(record)
     junit = write_junit(settings.run_dir / "verify" / "junit.xml", verdicts)
     result = VerifyResult(verdicts=tuple(verdicts), records=tuple(records), junit=junit)
     if fail and not result.passed:
