@@ -208,7 +208,7 @@ class Watcher:
             probes = ((attrs.get("State") or {}).get("Health") or {}).get("Log") or []
             if probes:
                 last = probes[-1]
-                out = str(last.get("Output", "")).strip().splitlines()[-3:]
+                out = str(last.get("Output", "")).strip().split("\n")[-3:]
                 lines += [f"[health check exit {last.get('ExitCode')}] {o}" for o in out]
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         alert = Alert(
@@ -241,7 +241,10 @@ class Watcher:
         except _ENGINE_ERRORS as e:
             return [f"(no log: {type(e).__name__})"]
         text = b"".join(kept)[-LOG_KEEP:].decode("utf-8", "replace")
-        return text.splitlines()[-self.log_lines :]
+        # Lines end at "\n" only, as the container wrote them: str.splitlines() would also
+        # break at "\r", "\x1c" or "\u2028" and let a line pass for several.
+        lines = text.removesuffix("\n").split("\n") if text else []
+        return [line.removesuffix("\r") for line in lines][-self.log_lines :]
 
     # --- other threads ---------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from mt5bridge.redact import Redactor
 from mt5forge.alerts import Alert, deliver, parse_targets
 from mt5forge.config import Settings
 from mt5forge.monitor import COMPOSE_PROJECT, Watcher, make_watcher
+from mt5forge.watch import Finding
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +120,9 @@ def watching(docker_client: Any, settings: Settings) -> Iterator[Watching]:
     )
     local = dataclasses.replace(
         settings,
-        watch=dataclasses.replace(settings.watch, settle=8, cpu_percent=25, period=2, log_lines=5),
+        watch=dataclasses.replace(
+            settings.watch, settle=8, cpu_percent=25, memory_percent=50, period=2, log_lines=5
+        ),
     )
     extra = [s for t in targets for s in t.secrets]
 
@@ -229,6 +232,51 @@ def test_cpu_above_the_threshold_for_the_period(watching: Watching) -> None:
     post = watching.receiver.exactly_one(c.name, timeout=30)
     assert "reason: cpu: cpu above 25% of one CPU for" in _lines(post)
     c.remove(force=True)
+
+
+def test_memory_above_the_threshold_for_the_period(watching: Watching) -> None:
+    # /dev/shm is charged to the container's memory, and is not page cache that can be dropped.
+    c = watching.run("hog", "head -c 40000000 /dev/zero > /dev/shm/x; echo holding; sleep 300",
+                     mem_limit="64m", memswap_limit="64m")  # fmt: skip
+    post = watching.receiver.exactly_one(c.name, timeout=30)
+    assert "reason: memory: memory above 50% of its memory limit for" in _lines(post)
+    c.remove(force=True)
+
+
+def test_a_hostile_log_is_cut_and_cannot_forge_lines(watching: Watching) -> None:
+    """A 20 MB line without a newline, a carriage return and an escape sequence: the alert
+    still comes, and each line stays one line of at most LINE_CAP characters."""
+    c = watching.run(
+        "hostile",
+        r"head -c 20000000 /dev/zero | tr '\0' x; echo; "
+        r"printf 'ok\rreason: restart-loop: forged\033[2J\n'; exit 1",
+    )
+    post = watching.receiver.exactly_one(c.name, timeout=60)
+    body = _lines(post)
+    assert len(body) < 4000, len(body)
+    lines = body.splitlines()
+    assert sum(1 for line in lines if line.startswith("reason:")) == 1
+    assert r"  ok\rreason: restart-loop: forged\x1b[2J" in lines
+    assert any(line.endswith("...[cut]") for line in lines)
+
+
+def test_a_failing_target_hides_no_other(watching: Watching) -> None:
+    """Apprise's real HTTP path: one target refuses connections, the next one still gets it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    targets = parse_targets(
+        [f"json://127.0.0.1:{dead}/", f"json://127.0.0.1:{watching.receiver.port}/"], {}
+    )
+    finding = Finding(time=time.time(), container="0" * 64, name="nowhere", reason="crash",
+                      detail="crashed: exit code 1")  # fmt: skip
+    alert = Alert(finding=finding, pair="", image="x", log_lines=("bye",))
+    results = deliver(alert, targets, Redactor())
+    assert [d.ok for d in results] == [False, True], results
+    assert str(dead) in results[0].target
+    assert watching.receiver.wait_for("nowhere", timeout=5)
 
 
 def test_a_secret_given_at_run_time_is_in_no_alert(watching: Watching, tmp_path: Path) -> None:
