@@ -62,7 +62,7 @@ def test_bot_logs_in_reports_and_trades_once_without_leaking(
     assert "logged in to account *****567 on Sim-Demo" in result.stderr
     assert result.stderr.count("EURUSD bid=") == 3
     assert "demo order filled" in result.stderr and "closed at" in result.stderr
-    written = (tmp_path / "logs" / "mt5bot.log").read_text()
+    written = (tmp_path / "logs" / "mt5bot.jsonl").read_text()
     assert "initialize(login=*****567, server=Sim-Demo)" in written  # DEBUG lines were written
     for text in (
         result.stdout,

@@ -66,7 +66,7 @@ def test_secret_from_environment_never_reaches_a_log_line(
     finally:
         logging.getLogger().handlers.clear()
     out, err = capfd.readouterr()
-    files = sorted((tmp_path / "logs").glob("mt5bot.log*"))
+    files = sorted((tmp_path / "logs").glob("mt5bot.jsonl*"))
     assert len(files) > 2  # rotated
     written = "".join(f.read_text() for f in files)
     for text in (out + err, written):
@@ -85,9 +85,9 @@ def test_logs_rotate(tmp_path: Path) -> None:
     finally:
         logging.getLogger().handlers.clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "mt5bot.log",
-        "mt5bot.log.1",
-        "mt5bot.log.2",
+        "mt5bot.jsonl",
+        "mt5bot.jsonl.1",
+        "mt5bot.jsonl.2",
     ]
 
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mt5bot import logs
+from mt5bridge import jsonlog
 from mt5bridge.redact import MASK, Redactor, escape, forms
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None)
@@ -200,7 +201,7 @@ def test_crafted_strings_through_the_bots_logging(
     finally:
         logging.getLogger().handlers.clear()
     _, err = capfd.readouterr()
-    written = (tmp_path / "mt5bot.log").read_text(encoding="utf-8")
+    written = (tmp_path / "mt5bot.jsonl").read_text(encoding="utf-8")
     for text in (err, written):
         for leak in (
             password,
@@ -219,4 +220,7 @@ def test_crafted_strings_through_the_bots_logging(
             assert leak not in text, leak
         assert text.count("*****567") == 3
         for line in text.splitlines():
-            assert RECORD.match(line) or line.startswith("    | "), line
+            if text is written:  # the file holds JSON lines, one record each
+                assert jsonlog.parse(line) is not None, line
+            else:
+                assert RECORD.match(line) or line.startswith("    | "), line

@@ -5,19 +5,23 @@ exception and stack), so no logger anywhere in the process (ours, rpyc's, a libr
 a secret, whatever the level. The masking itself is mt5bridge.redact, shared with the bridge:
 known secrets in every form a log can show them (escaped, encoded, upper-cased, spaced), values
 logged under a secret's key name (password=..., "token": ..., Bearer ...), and account numbers
-down to their last 3 digits, with or without thousands separators. Every record stays one line.
+down to their last 3 digits, with or without thousands separators. Every record stays one line:
+a text line on stderr (the container log), a JSON line in the log directory.
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import sys
 from pathlib import Path
+from typing import Final
 
+from mt5bridge import jsonlog
 from mt5bridge.redact import FORMAT, MASK, RedactingFormatter, Redactor, mask_account
 
-__all__ = ["FORMAT", "MASK", "RedactingFormatter", "Redactor", "mask_account", "setup"]
+__all__ = ["FILE_NAME", "FORMAT", "MASK", "RedactingFormatter", "Redactor", "mask_account", "setup"]
+
+FILE_NAME: Final = "mt5bot.jsonl"
 
 
 def setup(
@@ -28,14 +32,15 @@ def setup(
     max_bytes: int = 5_000_000,
     backups: int = 3,
 ) -> None:
-    """Send every logger's records to stderr and, with `log_dir`, to a rotating file."""
+    """Send every logger's records to stderr and, with `log_dir`, to a size-rotated file of JSON
+    lines there (mt5bridge.jsonlog's schema, component ``bot``; at most `backups` old files)."""
     formatter = RedactingFormatter(redactor, FORMAT)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setFormatter(formatter)
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(
-            logging.handlers.RotatingFileHandler(
-                log_dir / "mt5bot.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            jsonlog.file_handler(
+                log_dir / FILE_NAME, "bot", redactor, max_bytes=max_bytes, backups=backups
             )
         )
     root = logging.getLogger()
@@ -43,6 +48,5 @@ def setup(
         root.removeHandler(old)
         old.close()
     for handler in handlers:
-        handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)

@@ -48,6 +48,7 @@ import rpyc  # type: ignore[import-untyped]
 from rpyc.core.stream import SocketStream  # type: ignore[import-untyped]
 from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 
+from mt5bridge import audit, jsonlog
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
 from mt5bridge.envsecrets import SettingError, read_setting
 from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError, ProtocolError
@@ -60,6 +61,7 @@ from mt5bridge.handshake import (
     is_status_probe,
     parse_hello,
 )
+from mt5bridge.journal import JournalFollower, journal_dirs
 from mt5bridge.redact import FORMAT, RedactingFormatter, Redactor
 from mt5bridge.service import RPYC_CONFIG, BridgeService
 from mt5bridge.simulator import SimulatorConfig
@@ -162,6 +164,7 @@ class _Conn:
     frame_began: float = 0.0
     tls_wants: int = 0  # what a TLS handshake in progress waits for
     events: int = 0  # what the selector watches for it now (0: not registered)
+    subject: str | None = None  # the client certificate's subject, under mutual TLS
 
 
 class BridgeServer:
@@ -317,6 +320,7 @@ class BridgeServer:
             return False
         oldest = min(pending, key=lambda c: c.accepted)
         log.warning("dropped %s before its handshake completed: %s", oldest.peer, why)
+        self._audit(oldest, "refuse", f"dropped before its handshake completed: {why}")
         self._close(oldest, None)
         return True
 
@@ -327,6 +331,8 @@ class BridgeServer:
         ):
             log.warning("refused %s: %d connections is the cap (MT5_BRIDGE_MAX_CONNECTIONS)",
                         peer, self.options.max_connections)  # fmt: skip
+            cap = f"{self.options.max_connections} connections is the cap"
+            audit.record("refuse", peer=peer, outcome="refused", reason=cap, level="WARNING")
             with contextlib.suppress(OSError):
                 sock.close()
             return
@@ -341,6 +347,7 @@ class BridgeServer:
                 phase = "tls"
         except OSError as exc:
             log.warning("refused %s: %s", peer, exc)
+            audit.record("refuse", peer=peer, outcome="refused", reason=str(exc), level="WARNING")
             with contextlib.suppress(OSError):
                 sock.close()
             return
@@ -383,8 +390,10 @@ class BridgeServer:
             conn.tls_wants = selectors.EVENT_WRITE
             return
         except (ssl.SSLError, OSError) as exc:
+            self._audit(conn, "refuse", f"TLS handshake failed: {exc}")
             self._close(conn, f"refused {conn.peer}: TLS handshake failed: {exc}")
             return
+        conn.subject = audit.subject_of(conn.sock.getpeercert())
         conn.tls_wants = 0
         conn.phase = "hello"
 
@@ -416,6 +425,7 @@ class BridgeServer:
                 if self.options.classic:
                     self._hand_to_classic(conn)
                 else:
+                    self._audit(conn, "refuse", f"{exc} (classic mode is off)")
                     self._close(conn, f"refused {conn.peer}: {exc} (an RPyC classic client? "
                                       "classic mode is off)")  # fmt: skip
                 return
@@ -432,6 +442,7 @@ class BridgeServer:
 
     def _refuse_hello(self, conn: _Conn, problem: str) -> None:
         log.warning("refused %s: %s", conn.peer, problem)
+        self._audit(conn, "refuse", problem)
         conn.out += encode_frame({"ok": False, "error": problem})
         conn.phase = "closing"
         conn.close_after_flush = True
@@ -536,9 +547,17 @@ class BridgeServer:
         conn.phase = "closed"
         if conn.rpc is not None:
             log.info("client %s disconnected", conn.peer)
+            self._audit(conn, "disconnect", None, outcome="ok")
             self._release(conn.rpc)
         with contextlib.suppress(OSError):
             conn.sock.close()
+
+    def _audit(
+        self, conn: _Conn, event: str, reason: str | None, *, outcome: str = "refused"
+    ) -> None:
+        """A record in the audit trail (mt5bridge.audit) about `conn`."""
+        audit.record(event, peer=conn.peer, subject=conn.subject, outcome=outcome, reason=reason,
+                     level="WARNING" if outcome == "refused" else "INFO")  # fmt: skip
 
     def _release(self, rpc: GuardedConnection) -> None:
         """End the RPyC connection (and the client's backend session) in a worker: ending a
@@ -565,6 +584,7 @@ class BridgeServer:
                     self._refuse_hello(conn, late)
                     self._watch(conn)
                 else:
+                    self._audit(conn, "refuse", late)
                     self._close(conn, f"refused {conn.peer}: {late}")
             elif conn.out and now - conn.active > options.frame_timeout:
                 self._close(conn, f"closed {conn.peer}: it read nothing of its reply for "
@@ -604,13 +624,16 @@ class BridgeServer:
         conn.out += reply
         if problem:
             log.warning("refused %s: %s", conn.peer, problem)
+            self._audit(conn, "refuse", problem)
             conn.phase, conn.close_after_flush = "closing", True
         elif is_status_probe(hello):
             log.debug("status probe from %s answered", conn.peer)
+            self._audit(conn, "probe", None, outcome="ok")
             conn.phase, conn.close_after_flush = "closing", True
         else:
             conn.outbox = Outbox()
             service = BridgeService(self.backend)
+            audit.bind(service, conn.peer, conn.subject)
             conn.rpc = GuardedConnection(service, conn.outbox, RPYC_CONFIG, conn.peer)
             service.on_connect(conn.rpc)
             conn.reader = FrameReader(self.options.max_frame)
@@ -618,6 +641,7 @@ class BridgeServer:
             conn.inbuf.clear()
             conn.phase = "serve"
             log.info("client %s connected", conn.peer)
+            self._audit(conn, "connect", None, outcome="ok")
 
     def _serve_frame(self, conn: _Conn, frame: Frame) -> None:
         """Worker: inflate the frame if it came compressed, run the request, queue the reply."""
@@ -650,6 +674,7 @@ class BridgeServer:
             self._selector.unregister(conn.sock)
         conn.events = 0
         log.warning("classic-mode client %s: serving RPyC classic (executes code)", conn.peer)
+        self._audit(conn, "connect", "RPyC classic client (classic mode)", outcome="ok")
         sock = conn.sock
         sock.setblocking(True)
 
@@ -786,22 +811,72 @@ def _known_secrets() -> tuple[list[str], list[int]]:
     return secrets, accounts
 
 
-def _setup_logging(level: str) -> None:
-    """Every record redacted and on one line, whichever logger writes it (rpyc's too)."""
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def _setup_logging(level: str) -> Redactor:
+    """Every record redacted and on one line, whichever logger writes it (rpyc's too): to
+    stderr always, and with MT5_LOG_DIR also as JSON lines (mt5bridge.jsonlog) to bridge.jsonl
+    there, with the audit trail (mt5bridge.audit) beside it in audit.jsonl."""
     secrets, accounts = _known_secrets()
+    redactor = Redactor(secrets, accounts)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(Redactor(secrets, accounts), FORMAT))
+    handler.setFormatter(RedactingFormatter(redactor, FORMAT))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    return redactor
+
+
+def _setup_files(redactor: Redactor, backend: str) -> threading.Event | None:
+    """The log files under MT5_LOG_DIR (none without it). A directory that cannot be written
+    is said on stderr and the bridge runs on: trading must not stop for a full log disk."""
+    log_dir = os.environ.get("MT5_LOG_DIR", "").strip()
+    if not log_dir:
+        return None
+    where = Path(log_dir)
+    max_bytes = _int_env("MT5_LOG_MAX_BYTES", jsonlog.DEFAULT_MAX_BYTES)
+    backups = _int_env("MT5_LOG_BACKUPS", jsonlog.DEFAULT_BACKUPS)
+    try:
+        files = jsonlog.file_handler(
+            where / "bridge.jsonl", "bridge", redactor, max_bytes=max_bytes, backups=backups
+        )
+        logging.getLogger().addHandler(files)
+        audit.install(audit.AuditLog(where / audit.FILE_NAME, redactor,
+                                     max_bytes=2 * max_bytes, backups=max(backups, 9)))  # fmt: skip
+    except OSError as exc:
+        log.warning("no log files in %s: %s; logging to stderr only, without an audit trail",
+                    log_dir, exc)  # fmt: skip
+        return None
+    if backend != "metatrader5":
+        return None
+    sink = logging.getLogger("mt5.journal")
+    sink.propagate = False
+    sink.setLevel(logging.INFO)
+    sink.addHandler(jsonlog.file_handler(where / "mt5.jsonl", "mt5", redactor,
+                                         max_bytes=max_bytes, backups=backups))  # fmt: skip
+    terminal = os.environ.get("MT5_TERMINAL_PATH", "")
+    stop = threading.Event()
+    if terminal:
+        follower = JournalFollower(journal_dirs(terminal), where, sink)
+        threading.Thread(target=follower.run, args=(stop,), name="mt5-journal",
+                         daemon=True).start()  # fmt: skip
+    return stop
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    _setup_logging(args.log_level)
+    redactor = _setup_logging(args.log_level)
     try:
+        _setup_files(redactor, args.backend)
         server = build_server(args)
     except (ConfigError, SettingError, OSError, ValueError, ImportError) as exc:
         log.error("%s", exc)

@@ -17,7 +17,7 @@ from typing import Any, Final
 import rpyc  # type: ignore[import-untyped]
 from rpyc.core import brine  # type: ignore[import-untyped]
 
-from mt5bridge import codec
+from mt5bridge import audit, codec
 from mt5bridge.api import EXPOSED_CALLS
 from mt5bridge.backends import ModuleBackend
 from mt5bridge.errors import CodecError
@@ -91,6 +91,7 @@ class BridgeService(rpyc.Service):  # type: ignore[misc]  # rpyc is untyped
         except Exception as exc:
             log.exception("backend %s failed in %s", self._backend.name, name)
             return (ERR, type(exc).__name__, str(exc))
+        audit.call(self, name, decoded_args, decoded_kwargs, result, self._session.error)
         try:
             payload = (OK, codec.encode(result))
         except CodecError as exc:
