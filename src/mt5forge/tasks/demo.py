@@ -11,6 +11,7 @@ from invoke.tasks import task
 from mt5forge.base import BaseImage
 from mt5forge.engine import ensure_engine
 from mt5forge.pairing import run_pair
+from mt5forge.report.verify import verify_report
 from mt5forge.report.views import (
     artifacts_report,
     base_report,
@@ -24,6 +25,7 @@ from mt5forge.stages.build import BuildResult
 from mt5forge.stages.fetch import FetchResult
 from mt5forge.stages.sbom import SbomResult
 from mt5forge.stages.scan import ScanResult
+from mt5forge.stages.verify import VerifyResult
 from mt5forge.tasks._common import console, enter_fixture, show, task_context
 from mt5forge.tasks._progress import RichProgress
 
@@ -56,6 +58,8 @@ def demo(c: Context, verbose: bool = False) -> None:
         scans: tuple[ScanResult, ...] = results["scan"]
         show(sbom_report(sboms))
         show(scan_report(scans))
+        verified: VerifyResult = results["verify"]
+        show(verify_report(verified))
 
         console.rule(f"{steps}/{steps} pair a bot with its terminal")
         with console.status("Starting terminal-sim and a secure bot in its network namespace..."):
