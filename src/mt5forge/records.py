@@ -29,9 +29,11 @@ from mt5forge.files import atomic_write
 __all__ = [
     "SCHEMA",
     "BuildRecord",
+    "PushRecord",
     "RecordError",
     "SbomRecord",
     "ScanRecord",
+    "SignRecord",
     "StageRecord",
     "VerifyRecord",
     "image_key",
@@ -126,12 +128,40 @@ class VerifyRecord(StageRecord):
         return str(self.data["terminal"])
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PushRecord(StageRecord):
+    """Where the image went: the repository, the manifest digest it was pushed by, its tags."""
+
+    required: ClassVar[tuple[str, ...]] = ("image", "variant", "repository", "digest", "tags")
+
+    @property
+    def repository(self) -> str:
+        return str(self.data["repository"])
+
+    @property
+    def digest(self) -> str:
+        return str(self.data["digest"])
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(str(t) for t in self.data["tags"])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SignRecord(StageRecord):
+    """The signatures made on a pushed digest: one entry per format (``gpg``, ``cosign``)."""
+
+    required: ClassVar[tuple[str, ...]] = ("image", "variant", "repository", "digest", "signatures")
+
+
 #: The record type of each stage; a stage without an entry reads as a plain StageRecord.
 RECORD_TYPES: dict[str, type[StageRecord]] = {
     "build": BuildRecord,
     "sbom": SbomRecord,
     "scan": ScanRecord,
     "verify": VerifyRecord,
+    "push": PushRecord,
+    "sign": SignRecord,
 }
 
 

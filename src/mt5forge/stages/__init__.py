@@ -107,15 +107,24 @@ def _pipeline() -> tuple[Stage, ...]:
     from mt5forge.stages.base import BaseStage
     from mt5forge.stages.build import BuildStage
     from mt5forge.stages.fetch import FetchStage
+    from mt5forge.stages.push import PushStage
     from mt5forge.stages.sbom import SbomStage
     from mt5forge.stages.scan import ScanStage
     from mt5forge.stages.verify import VerifyStage
 
-    return (BaseStage(), FetchStage(), BuildStage(), SbomStage(), ScanStage(), VerifyStage())
+    return (
+        BaseStage(),
+        FetchStage(),
+        BuildStage(),
+        SbomStage(),
+        ScanStage(),
+        VerifyStage(),
+        PushStage(),
+    )
 
 
 PIPELINE: tuple[Stage, ...] = _pipeline()
-"""Every stage, in the order a run takes them. push and sign join here."""
+"""Every stage, in the order a run takes them."""
 
 
 def stage_names() -> list[str]:
