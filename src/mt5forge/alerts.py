@@ -109,6 +109,10 @@ def _read_capped(path: Path) -> str | None:
     return data.decode("utf-8", "replace").strip()
 
 
+_UNREADABLE: set[str] = set()
+"""Secret files already said to be unreadable (said once, not at every event)."""
+
+
 def container_secrets(
     attrs: Mapping[str, Any], read: Callable[[Path], str | None] = _read_capped
 ) -> tuple[set[str], set[int]]:
@@ -144,6 +148,13 @@ def container_secrets(
         text = read(Path(source))
         if text is not None:
             add(files.get(dest, Path(dest).name), text)
+        elif source not in _UNREADABLE:
+            _UNREADABLE.add(source)
+            log.warning(
+                "cannot read %s (mounted at %s) to redact its value from alerts; it is masked "
+                "only where it is logged under a secret's name. Give the watch read access.",
+                source, dest,
+            )  # fmt: skip
     return secrets, accounts
 
 

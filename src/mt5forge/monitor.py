@@ -140,7 +140,8 @@ class Watcher:
             for known in self._known.values():
                 if known.stats:
                     known.stats.set()
-            self._alerts.put(None)
+            with contextlib.suppress(queue.Full):  # a full queue: the sender ends at the deadline
+                self._alerts.put(None, timeout=1)
             sender.join(timeout=30)
 
     def _handle(self, kind: str, item: Any) -> None:
@@ -276,7 +277,7 @@ class Watcher:
                             after = nanos + 1
                             self._since = f"{after // 10**9}.{after % 10**9:09d}"
                         self._put("event", raw)
-            except _ENGINE_ERRORS as e:
+            except Exception as e:  # a closed or broken stream: whatever the library raises
                 if self.stop.is_set():
                     return
                 log.warning("watch: event stream lost (%s); again in %.0f s", e, backoff)
@@ -331,7 +332,12 @@ class Watcher:
 
     def _send_loop(self) -> None:
         while True:
-            alert = self._alerts.get()
+            try:
+                alert = self._alerts.get(timeout=1)
+            except queue.Empty:
+                if self.stop.is_set() and self._alerts.empty():
+                    return
+                continue
             if alert is None:
                 return
             try:
