@@ -317,3 +317,27 @@ def test_watch_settings_are_checked(tmp_path: Path) -> None:
         config.load(tmp_path, env={})
     s = config.load(tmp_path / "..", env={"MT5FORGE_WATCH_TARGETS": "json://a/,json://b/"})
     assert s.watch.targets == ("json://a/", "json://b/")
+
+
+def test_an_alert_reads_as_the_log_record_says() -> None:
+    from mt5forge.alerts import Alert
+    from mt5forge.watch import Finding
+
+    f = Finding(time=7.0, container=ID, name="account1-terminal-1", reason="oom",
+                detail="killed by the kernel's OOM killer: exit code 137")  # fmt: skip
+    alert = Alert(finding=f, pair="account1", image="mt5forge/terminal:slim",
+                  log_lines=("a", "b"))  # fmt: skip
+    assert alert.title == "mt5forge: account1/account1-terminal-1: oom"
+    assert alert.body.splitlines() == [
+        "container: account1-terminal-1 (c3201016bbe8, image mt5forge/terminal:slim)",
+        "pair: account1",
+        "reason: oom: killed by the kernel's OOM killer: exit code 137",
+        "last 2 log lines:",
+        "  a",
+        "  b",
+    ]
+    record = alert.record()
+    assert {k: record[k] for k in ("component", "level", "event")} == {
+        "component": "watch", "level": "warning", "event": "alert",
+    }  # fmt: skip
+    assert record["fields"]["log"] == ["a", "b"] and record["fields"]["reason"] == "oom"
