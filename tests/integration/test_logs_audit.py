@@ -176,7 +176,6 @@ attempt("truncate", lambda: os.truncate(path, 0))
 attempt("unlink", lambda: os.unlink(path))
 attempt("rename", lambda: os.rename(path, path + ".gone"))
 attempt("chmod", lambda: os.chmod(path, 0o666))
-attempt("replace", lambda: os.replace(os.path.join(os.path.dirname(path), "x"), path))
 attempt("create", lambda: open(os.path.join(os.path.dirname(path), "x"), "w").write("x"))
 st = os.stat(path)
 print(json.dumps({"results": results, "uid": os.getuid(), "owner": st.st_uid,

@@ -287,8 +287,11 @@ def test_compose_brings_the_pair_up(
         }.items():  # fmt: skip
             (secrets / name).write_text(value, encoding="utf-8")
             (secrets / name).chmod(0o444)  # the containers' UID is not ours
+        (secrets / "export").mkdir()  # ./export: the log-export service writes it, as UID 1000
+        (secrets / "export").chmod(0o777)
         env = {
             "MT5_SECRETS_DIR": str(secrets),
+            "MT5_EXPORT_DIR": str(secrets / "export"),
             "MT5FORGE_PREFIX": images["prefix"],
             "MT5_GUI_PORT": str(free_port()),
         }
