@@ -157,8 +157,13 @@ def parse_event(raw: Mapping[str, Any]) -> Event | None:
     ident = actor.get("ID", raw.get("id"))
     if not isinstance(ident, str) or not ident:
         return None
-    nanos = raw.get("timeNano")
-    when = nanos / 1e9 if isinstance(nanos, int) else float(raw.get("time", 0) or 0)
+    nanos, seconds = raw.get("timeNano"), raw.get("time")
+    if isinstance(nanos, int) and not isinstance(nanos, bool):
+        when = nanos / 1e9
+    elif isinstance(seconds, int | float) and not isinstance(seconds, bool):
+        when = float(seconds)
+    else:
+        return None
     name = str(attrs.get("name", ident[:12]))
     health = ""
     if action.startswith("health_status"):
@@ -320,6 +325,8 @@ class Rules:
         detail = f"{what}: {describe_exit(code)}"
         if restarted:
             detail += f"; Docker restarted it ({st.deaths} death(s) so far)"
+        elif st.deaths > 1:
+            detail += f"; its death {st.deaths} in a row, and Docker restarts it no more"
         return Finding(time=now, container=container, name=st.name,
                        reason="oom" if oom else "crash", detail=detail)  # fmt: skip
 

@@ -76,6 +76,8 @@ def test_parse_event_reads_die_health_and_names() -> None:
         {**raw("die", 1, exitCode="1"), "Actor": "nope"},
         {**raw("start", 1), "Actor": {"ID": ""}},
         raw("health_status: bogus", 1),
+        {**raw("die", 1, exitCode="1"), "timeNano": None, "time": "soon"},
+        {**raw("die", 1, exitCode="1"), "timeNano": True, "time": None},
     ],
 )
 def test_parse_event_ignores_what_it_does_not_read(bad: dict[str, Any]) -> None:
@@ -93,7 +95,14 @@ def test_parse_event_ignores_what_it_does_not_read(bad: dict[str, Any]) -> None:
     )
 )
 def test_parse_event_and_stats_never_raise_on_junk(junk: Any) -> None:
-    for shape in (junk, {"Type": "container", "Action": "die", "Actor": junk}):
+    shapes = (
+        junk,
+        {"Type": "container", "Action": "die", "Actor": junk},
+        {"Type": "container", "Action": "die", "time": junk, "timeNano": junk,
+         "Actor": {"ID": "x", "Attributes": junk}},
+        {"cpu_stats": junk, "precpu_stats": junk, "memory_stats": junk},
+    )  # fmt: skip
+    for shape in shapes:
         if isinstance(shape, dict):
             parse_event(shape)
             parse_stats(shape, container="c", name="n", time=0)
@@ -184,6 +193,14 @@ def test_one_crash_that_docker_restarts_is_reported_after_settle() -> None:
     found = evaluate([*crash_cycle(0.0), 10.0, 29.0, 31.0, 90.0], T)
     assert [(f.reason, f.time) for f in found] == [("crash", 31.0)]
     assert "Docker restarted it (1 death(s) so far)" in found[0].detail
+
+
+def test_on_failure_with_a_retry_limit_ends_in_one_crash() -> None:
+    # restart: on-failure:2: two restarts, then it stays down: fewer than the loop's 5.
+    items = [*crash_cycle(0.0), *crash_cycle(1.0), ev("die", 2, code=3, restarts=False), 100.0]
+    found = evaluate(items, T)
+    assert [(f.reason, f.time) for f in found] == [("crash", 2)]
+    assert found[0].detail.endswith("its death 3 in a row, and Docker restarts it no more")
 
 
 def test_a_slow_loop_escalates_from_crash_to_restart_loop_once() -> None:
