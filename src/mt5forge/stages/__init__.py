@@ -110,6 +110,7 @@ def _pipeline() -> tuple[Stage, ...]:
     from mt5forge.stages.push import PushStage
     from mt5forge.stages.sbom import SbomStage
     from mt5forge.stages.scan import ScanStage
+    from mt5forge.stages.sign import SignStage
     from mt5forge.stages.verify import VerifyStage
 
     return (
@@ -120,6 +121,7 @@ def _pipeline() -> tuple[Stage, ...]:
         ScanStage(),
         VerifyStage(),
         PushStage(),
+        SignStage(),
     )
 
 

@@ -116,6 +116,8 @@ def tags_for(
     """The tags of one pushed image: version, date and short revision, each with the variant
     (two variants share a repository); ``<variant>`` and ``latest`` only on release."""
     rev = revision[:7] if revision and revision != "unknown" else ""
+    if rev and revision.endswith("-dirty"):
+        rev += "-dirty"
     tags = [f"{variant}-{version}", f"{variant}-{today:%Y%m%d}"]
     if rev:
         tags.append(f"{variant}-{rev}")

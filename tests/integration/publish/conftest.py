@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from keys import make_keys, passphrases
 
 from mt5forge.stages import run_stages, select
 from mt5forge.stages.build import BuildResult
+from mt5forge.stages.sign import SigningKeys
 
 GATED = "bot:slim"
 
@@ -43,3 +45,22 @@ def gated(built: Any, docker_client: Any) -> Iterator[Gated]:
     finally:
         with contextlib.suppress(Exception):
             docker_client.images.remove(reference, noprune=True)
+
+
+@pytest.fixture(scope="session")
+def tools_image(gated: Gated) -> str:
+    """The tools image (skopeo 1.18, cosign 2.5 from trixie), built once."""
+    from mt5forge.tools.toolsimage import ensure_tools_image
+
+    return ensure_tools_image(gated.settings)
+
+
+@pytest.fixture(scope="session")
+def signing_keys(
+    tools_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SigningKeys]:
+    """Throw-away GnuPG and cosign keys, their passphrases in the environment while the
+    session runs."""
+    keys, gpg_pass, cosign_pass = make_keys(tmp_path_factory.mktemp("keys"), tools_image, "signer")
+    with passphrases(gpg_pass, cosign_pass):
+        yield keys

@@ -210,3 +210,5 @@ def test_tags() -> None:
         "secure",
     )
     assert "latest" in tags_for("slim", "1", "r", today=day, release=True, first=True)
+    dirty = tags_for("slim", "1", "abcdef0123-dirty", today=day, release=False, first=True)
+    assert dirty[-1] == "slim-abcdef0-dirty"

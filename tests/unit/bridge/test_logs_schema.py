@@ -309,3 +309,32 @@ def test_exporter_takes_its_secrets_from_files(tmp_path: Path) -> None:
 def test_exporter_cli_refuses_a_bad_source_name(tmp_path: Path) -> None:
     assert logexport.main(["--from", "../x=/tmp", "--to", str(tmp_path), "--once"]) == 2
     assert logexport.main(["--from", "nodir", "--to", str(tmp_path), "--once"]) == 2
+
+
+def test_exporter_appends_what_grew_and_waits_for_a_line_end(tmp_path: Path) -> None:
+    src = tmp_path / "logs"
+    src.mkdir()
+    path = src / "b.jsonl"
+
+    def rec(n: int) -> str:
+        return jsonlog.line("bot", "INFO", "tick", {"n": n}, redact=lambda s: s)
+
+    path.write_text(rec(1) + "\n" + rec(2)[:20])  # the second line is still being written
+    exporter = logexport.Exporter([("bot", src)], tmp_path / "export", REDACT)
+    copy = tmp_path / "export" / "bot" / "b.jsonl"
+    exporter.pass_once()
+    assert [jsonlog.parse(t)["fields"]["n"] for t in copy.read_text().splitlines()] == [1]  # type: ignore[index]
+    inode = copy.stat().st_ino
+    with path.open("a") as f:
+        f.write(rec(2)[20:] + "\n" + rec(3) + f" {PASSWORD}\n")  # the third one is not JSON
+    exporter.pass_once()
+    assert copy.stat().st_ino == inode  # appended, not rewritten
+    events = [jsonlog.parse(t) for t in copy.read_text().splitlines()]
+    assert [e["event"] for e in events if e] == ["tick", "tick", "unparsed"]
+    assert PASSWORD not in copy.read_text()
+    # Rotated away: the new file under the old name is exported whole, the rotated one too.
+    path.rename(src / "b.jsonl.1")
+    path.write_text(rec(4) + "\n")
+    exporter.pass_once()
+    assert [jsonlog.parse(t)["fields"]["n"] for t in copy.read_text().splitlines()] == [4]  # type: ignore[index]
+    assert len((tmp_path / "export" / "bot" / "b.jsonl.1").read_text().splitlines()) == 3

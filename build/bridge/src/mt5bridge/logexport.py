@@ -13,10 +13,12 @@ their *_FILE secrets): the writers redact already, this pass is what makes "no s
 log volume by hand. A line that is not a mt5bridge.jsonlog record is exported as an
 ``unparsed`` record holding the line, redacted and cut, never as it came.
 
-A file is re-exported whole when its size, modification time or inode changed, into a
-temporary file renamed over the old copy, so a reader of ./export never sees half a file; a
-copy whose source is gone is removed. At most `max_file` bytes of a source are read (its end),
-so a writer that ignores its rotation cap cannot make the exporter read without bound.
+A file that only grew since the last pass has its new whole lines appended to its copy (one
+write); any other change (a new file, a rotation, a rewrite) exports it again into a temporary
+file renamed over the old copy. Either way a reader of ./export never sees half a line, and
+a line still being written waits for its end. A copy whose source is gone is removed. At most
+`max_file` bytes of a source are read (its end), so a writer that ignores its rotation cap
+cannot make the exporter read without bound.
 """
 
 from __future__ import annotations
@@ -85,16 +87,6 @@ def _sources(root: Path) -> list[Path]:
     return []
 
 
-def _read_tail(path: Path, cap: int) -> bytes:
-    with path.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size > cap:
-            handle.seek(size - cap)
-            data = handle.read(cap)
-            return data[data.find(b"\n") + 1 :]  # from the first whole line
-        return handle.read(cap)
-
-
 class Exporter:
     """Keeps `to` a redacted copy of each `name=dir` source (see the module docstring)."""
 
@@ -111,18 +103,44 @@ class Exporter:
         self.redact = redact
         self.max_file = max_file
         self._seen: dict[Path, tuple[int, int, int]] = {}
+        self._done: dict[Path, tuple[int, int]] = {}  # inode, bytes exported (whole lines)
 
-    def export_file(self, name: str, path: Path, dest: Path) -> int:
-        data = _read_tail(path, self.max_file)
-        lines = data.decode("utf-8", errors="replace").splitlines()
+    def _lines(self, name: str, data: bytes) -> str:
+        out = []
+        for text in data.decode("utf-8", errors="replace").splitlines():
+            if text.strip():
+                out.append(export_line(text[:_LINE_CAP], name, self.redact) + "\n")
+        return "".join(out)
+
+    def export_file(self, name: str, path: Path, dest: Path) -> None:
+        """Bring `dest` up to date with `path`'s whole lines: the new ones appended when the
+        file only grew since the last pass (one write), else the file again (its last
+        `max_file` bytes) into a temporary file renamed over `dest`."""
+        with path.open("rb") as handle:
+            st = os.fstat(handle.fileno())
+            done = self._done.get(path)
+            grown = st.st_size - done[1] if done is not None else -1
+            if done and done[0] == st.st_ino and 0 <= grown <= self.max_file and dest.exists():
+                handle.seek(done[1])
+                data = handle.read(grown)
+                whole = data.rfind(b"\n") + 1
+                if whole:
+                    with dest.open("a", encoding="utf-8") as out:
+                        out.write(self._lines(name, data[:whole]))
+                self._done[path] = (st.st_ino, done[1] + whole)
+                return
+            begin = max(0, st.st_size - self.max_file)
+            handle.seek(begin)
+            data = handle.read(st.st_size - begin)
+        if begin:  # from the first whole line
+            skip = data.find(b"\n") + 1
+            data, begin = data[skip:], begin + skip
+        whole = data.rfind(b"\n") + 1
         tmp = dest.with_name(f".{dest.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            for text in lines:
-                if text.strip():
-                    out.write(export_line(text[:_LINE_CAP], name, self.redact) + "\n")
+        tmp.write_text(self._lines(name, data[:whole]), encoding="utf-8")
         tmp.chmod(0o644)
         tmp.replace(dest)
-        return len(lines)
+        self._done[path] = (st.st_ino, begin + whole)
 
     def pass_once(self) -> int:
         """One pass; the number of files exported."""
