@@ -82,18 +82,12 @@ def main() -> None:
     nothing = Redactor()
     rows: list[tuple[str, str]] = []
     n = 20_000
-    rows.append(
-        (
-            "jsonlog.line, secrets known",
-            f"{rate(lambda: jsonlog.line('bridge', 'INFO', 'connect', FIELDS, redact=known), n):,.0f} records/s",
-        )
-    )  # noqa: E501
-    rows.append(
-        (
-            "jsonlog.line, nothing known",
-            f"{rate(lambda: jsonlog.line('bridge', 'INFO', 'connect', FIELDS, redact=nothing), n):,.0f} records/s",
-        )
-    )  # noqa: E501
+    for label, redactor in (("secrets known", known), ("nothing known", nothing)):
+
+        def one(r: Redactor = redactor) -> str:
+            return jsonlog.line("bridge", "INFO", "connect", FIELDS, redact=r)
+
+        rows.append((f"jsonlog.line, {label}", f"{rate(one, n):,.0f} records/s"))
     with tempfile.TemporaryDirectory() as tmp:
         trail = AuditLog(Path(tmp) / "audit.jsonl", known)
         r = rate(lambda: trail.record("login", peer="127.0.0.1:5", outcome="ok", account=LOGIN), n)
