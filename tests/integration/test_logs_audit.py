@@ -157,6 +157,41 @@ def test_audit_records_a_login_and_a_refused_tls_client(
     assert audit.stat().st_mode & 0o777 == 0o640
 
 
+def test_audit_records_a_peer_that_leaves_in_the_handshake_and_a_probe(tmp_path: Path) -> None:
+    """Plain loopback: a peer that connects and closes (a port scan) and a status probe (the
+    health check) each leave their record; nothing else is needed to be recorded."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MT5_")}
+    env.update(MT5_LOGIN=str(SIM_LOGIN), MT5_PASSWORD="pw-probe", MT5_SERVER=SIM_SERVER,
+               MT5_LOG_DIR=str(tmp_path))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mt5bridge.server", "--backend", "simulator", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().split()[3].rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # The image's own health check, which sends the status probe.
+        subprocess.run(
+            [sys.executable, str(REPO / "build" / "common" / "mt5-healthcheck")],
+            env={**env, "MT5_HEALTH_HOST": "127.0.0.1", "MT5_BRIDGE_PORT": str(port),
+                 "MT5_STATE_DIR": str(tmp_path / "state")},
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+
+        def both() -> list[dict[str, Any]]:
+            got = records(tmp_path / "audit.jsonl")
+            return got if {"refuse", "probe"} <= {r["event"] for r in got} else []
+
+        trail = wait_for("the scan and the probe in the audit trail", both, 10)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    [scan] = [r["fields"] for r in trail if r["event"] == "refuse"]
+    assert "closed by the peer during the handshake" in scan["reason"]
+    assert scan["subject"] is None and scan["outcome"] == "refused"
+
+
 # --- the secure compose pair -----------------------------------------------------------------
 
 COMPOSE = REPO / "compose" / "docker-compose.secure.yml"

@@ -165,6 +165,7 @@ class _Conn:
     tls_wants: int = 0  # what a TLS handshake in progress waits for
     events: int = 0  # what the selector watches for it now (0: not registered)
     subject: str | None = None  # the client certificate's subject, under mutual TLS
+    audited: bool = False  # its connect/refuse/probe record is written
 
 
 class BridgeServer:
@@ -541,6 +542,8 @@ class BridgeServer:
             log.log(level, "%s", why)
         if self._conns.pop(conn.sock, None) is None:
             return
+        if not conn.audited:  # ended before any outcome was recorded: in the handshake
+            self._audit(conn, "refuse", why or "closed before the handshake completed")
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(conn.sock)
         conn.events = 0
@@ -556,6 +559,7 @@ class BridgeServer:
         self, conn: _Conn, event: str, reason: str | None, *, outcome: str = "refused"
     ) -> None:
         """A record in the audit trail (mt5bridge.audit) about `conn`."""
+        conn.audited = event != "disconnect"
         audit.record(event, peer=conn.peer, subject=conn.subject, outcome=outcome, reason=reason,
                      level="WARNING" if outcome == "refused" else "INFO")  # fmt: skip
 
@@ -836,12 +840,12 @@ def _setup_logging(level: str) -> Redactor:
     return redactor
 
 
-def _setup_files(redactor: Redactor, backend: str) -> threading.Event | None:
+def _setup_files(redactor: Redactor, backend: str) -> None:
     """The log files under MT5_LOG_DIR (none without it). A directory that cannot be written
     is said on stderr and the bridge runs on: trading must not stop for a full log disk."""
     log_dir = os.environ.get("MT5_LOG_DIR", "").strip()
     if not log_dir:
-        return None
+        return
     where = Path(log_dir)
     max_bytes = _int_env("MT5_LOG_MAX_BYTES", jsonlog.DEFAULT_MAX_BYTES)
     backups = _int_env("MT5_LOG_BACKUPS", jsonlog.DEFAULT_BACKUPS)
@@ -852,24 +856,24 @@ def _setup_files(redactor: Redactor, backend: str) -> threading.Event | None:
         logging.getLogger().addHandler(files)
         audit.install(audit.AuditLog(where / audit.FILE_NAME, redactor,
                                      max_bytes=2 * max_bytes, backups=max(backups, 9)))  # fmt: skip
+        if backend != "metatrader5":
+            return
+        journal = jsonlog.file_handler(
+            where / "mt5.jsonl", "mt5", redactor, max_bytes=max_bytes, backups=backups
+        )
     except OSError as exc:
         log.warning("no log files in %s: %s; logging to stderr only, without an audit trail",
                     log_dir, exc)  # fmt: skip
-        return None
-    if backend != "metatrader5":
-        return None
+        return
     sink = logging.getLogger("mt5.journal")
     sink.propagate = False
     sink.setLevel(logging.INFO)
-    sink.addHandler(jsonlog.file_handler(where / "mt5.jsonl", "mt5", redactor,
-                                         max_bytes=max_bytes, backups=backups))  # fmt: skip
+    sink.addHandler(journal)
     terminal = os.environ.get("MT5_TERMINAL_PATH", "")
-    stop = threading.Event()
-    if terminal:
+    if terminal:  # a daemon thread: it ends with the process, nothing to hand over
         follower = JournalFollower(journal_dirs(terminal), where, sink)
-        threading.Thread(target=follower.run, args=(stop,), name="mt5-journal",
+        threading.Thread(target=follower.run, args=(threading.Event(),), name="mt5-journal",
                          daemon=True).start()  # fmt: skip
-    return stop
 
 
 def main(argv: list[str] | None = None) -> int:
