@@ -7,6 +7,7 @@ from mt5forge.tasks import build as build_tasks
 from mt5forge.tasks import fetch as fetch_tasks
 from mt5forge.tasks import lint as lint_tasks
 from mt5forge.tasks import publish as publish_tasks
+from mt5forge.tasks import release as release_tasks
 from mt5forge.tasks import sbom as sbom_tasks
 from mt5forge.tasks import scan as scan_tasks
 from mt5forge.tasks import verify as verify_tasks
@@ -25,6 +26,8 @@ ns.add_task(verify_tasks.verify)
 ns.add_task(publish_tasks.push)
 ns.add_task(publish_tasks.sign)
 ns.add_task(publish_tasks.verify_signature, name="verify-signature")
+ns.add_task(release_tasks.release)
+ns.add_task(release_tasks.rebuild)
 ns.add_task(lint_tasks.lint)
 ns.add_task(certs.certs)
 ns.add_task(demo.demo)

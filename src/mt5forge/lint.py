@@ -156,13 +156,25 @@ def trivy_config(root: Path, staged_dir: Path, cache_dir: Path) -> list[LintFind
     return out
 
 
-def compose(root: Path, files: Sequence[Path]) -> list[LintFinding]:
+def workflow_files(root: Path) -> list[Path]:
+    """GitHub Actions workflows, checked against check-jsonschema's built-in schema."""
+    return sorted((root / ".github" / "workflows").glob("*.y*ml"))
+
+
+def compose(
+    root: Path,
+    files: Sequence[Path],
+    *,
+    schema: str = "vendor.compose-spec",
+    tool: str = "compose-spec",
+) -> list[LintFinding]:
+    """``files`` against check-jsonschema's built-in ``schema`` (offline)."""
     if not files:
         return []
     proc = call(
         "check-jsonschema",
         "--builtin-schema",
-        "vendor.compose-spec",
+        schema,
         "--output-format",
         "json",
         *[str(f) for f in files],
@@ -181,7 +193,7 @@ def compose(root: Path, files: Sequence[Path]) -> list[LintFinding]:
         where = str(err.get("filename", "?"))
         out.append(
             LintFinding(
-                tool="compose-spec",
+                tool=tool,
                 file=str(Path(where).resolve().relative_to(root))
                 if Path(where).is_absolute()
                 else where,
@@ -206,4 +218,7 @@ def lint_all(root: Path, *, trivy_cache: Path) -> list[LintFinding]:
         findings += hadolint(root, staged)
         findings += trivy_config(root, Path(tmp), trivy_cache)
     findings += compose(root, compose_files(root))
+    findings += compose(
+        root, workflow_files(root), schema="vendor.github-workflows", tool="github-workflows"
+    )
     return findings
