@@ -42,9 +42,10 @@ def push(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Push each image that passed sbom, scan and verify (records for its exact id): by
-    digest with skopeo, then its tags. Refuses naming the missing, failing or mismatched gate;
-    fixture images go only to a registry on 127.0.0.1."""
+    """Push each gated image by digest with skopeo, then tag it.
+
+    Only with passing sbom, scan and verify records for its exact image id; otherwise refuses
+    naming the missing, failing or mismatched gate. Fixture images go only to 127.0.0.1."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
@@ -65,10 +66,12 @@ def sign(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Sign each pushed image's digest twice: GPG simple signing (lookaside store, policy.json
-    and registries.d) and cosign (signature, CycloneDX SBOM and SLSA provenance
-    attestations). Keys: SIGNING_GPG_HOME/_FINGERPRINT/_PUBLIC_KEY, SIGNING_COSIGN_KEY/
-    _PUBLIC_KEY; passphrases SIGNING_GPG_PASSPHRASE (or gpg-agent) and COSIGN_PASSWORD."""
+    """Sign each pushed digest with GPG simple signing and cosign (+ SBOM, SLSA attestations).
+
+    Writes the lookaside store, policy.json and registries.d. Keys: SIGNING_GPG_HOME,
+    SIGNING_GPG_FINGERPRINT, SIGNING_GPG_PUBLIC_KEY, SIGNING_COSIGN_KEY,
+    SIGNING_COSIGN_PUBLIC_KEY; passphrases SIGNING_GPG_PASSPHRASE (or gpg-agent) and
+    COSIGN_PASSWORD."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
@@ -90,8 +93,9 @@ def sign(
     }
 )
 def verify_signature(c: Context, ref: str, format: str = "table", verbose: bool = False) -> None:
-    """Check every signature on a pushed image with its own verifier (skopeo under the
-    generated policy, cosign) and with ours, and say which said what."""
+    """Check every signature on a pushed image with skopeo, cosign and our own verifiers.
+
+    Says which verifier said what; non-zero when any refused."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)

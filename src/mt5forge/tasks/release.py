@@ -46,8 +46,10 @@ def release(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Fetch, build, sbom, scan, verify, push, sign in one command; a table per image (id,
-    digest, tags, gates, signatures). Nothing is pushed if any gate fails."""
+    """Fetch, build, sbom, scan, verify, push, sign in one command; a table per image.
+
+    The table: id, digest, tags, gates, signatures. Nothing is pushed if any gate fails;
+    non-zero if anything failed."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)
@@ -72,9 +74,11 @@ def rebuild(
     format: str = "table",
     verbose: bool = False,
 ) -> None:
-    """Scheduled rebuild: a build ID from the inputs (lock, manifests, build/, base digest,
-    apt snapshot); the same ID builds nothing. Otherwise build fresh with apt upgrade and
-    push and sign only when a package changed or a fixable vulnerability was closed."""
+    """Scheduled rebuild: publish only when a package changed or a fixable CVE closed.
+
+    A build ID from the inputs (lock, manifests, build/, base digest, apt snapshot); the same
+    ID as the last release builds nothing ("no change"). Otherwise build fresh with apt
+    upgrade, diff the packages against the last release, push and sign only on a change."""
     with task_context(verbose) as settings:
         fmt = check_format(format)
         ensure_engine(settings)

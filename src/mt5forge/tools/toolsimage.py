@@ -77,6 +77,21 @@ def ensure_tools_image(settings: Settings, *, rebuild: bool = False) -> str:
     return ref
 
 
+def credential_args() -> list[str]:
+    """Registry credentials for the programs in the image, read-only: the Docker config
+    (``$DOCKER_CONFIG`` or ``~/.docker``) and ``REGISTRY_AUTH_FILE`` when set. Nothing of them
+    is copied into the image or an argument list beyond the mount."""
+    out: list[str] = []
+    docker_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    if (docker_dir / "config.json").is_file():
+        out += ["-v", f"{docker_dir.resolve()}:/tmp/.docker:ro", "-e", "DOCKER_CONFIG=/tmp/.docker"]
+    auth = os.environ.get("REGISTRY_AUTH_FILE")
+    if auth and Path(auth).is_file():
+        real = Path(auth).resolve()
+        out += ["-v", f"{real}:{real}:ro", "-e", f"REGISTRY_AUTH_FILE={real}"]
+    return out
+
+
 def run_in(
     image: str,
     argv: Sequence[str],
@@ -100,6 +115,7 @@ def run_in(
     ]
     for path in sorted({p.resolve() for p in mounts}):
         args += ["-v", f"{path}:{path}"]
+    args += credential_args()
     for name in sorted(env or {}):
         args += ["-e", name]
     proc = call("docker", *args, image, *argv, timeout=timeout, env=env, check=False)
