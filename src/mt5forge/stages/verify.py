@@ -146,8 +146,10 @@ class VerifyStage:
 
     def run(self, job: Job) -> VerifyResult:
         built = job.result("build", tuple)
+        # By id, not tag: another build on the same engine may move the tag while earlier
+        # stages run, and the record must describe the image that was built (push reads it).
         requests = [
-            VerifyRequest(target=b.target, reference=b.reference)
+            VerifyRequest(target=b.target, reference=b.image_id)
             for b in built
             if isinstance(b, BuildResult)
         ]
