@@ -176,7 +176,8 @@ def check_all(repository: str, digest: str, trust: Trust, *, tools_image: str) -
     def attest_ours(kind: str) -> Callable[[], str]:
         def run() -> str:
             found = cosignverify.verify_attestations(repository, digest, public_key=key, kind=kind)
-            return f"{len(found)} attestation(s)"
+            mine = [c for c in found if c.kind == cosignverify.PREDICATE_TYPES[kind]]
+            return f"{len(mine)} attestation(s) of this type ({len(found)} verified in all)"
 
         return run
 
