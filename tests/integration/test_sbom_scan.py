@@ -49,9 +49,14 @@ def _policy(tmp_path: Path, ignores: str = "", extra: str = "") -> Path:
     return path
 
 
-def _settings_with_db(built: Any, db_root: Path) -> Settings:
+def _settings_with_db(built: Any, db_root: Path, run_dir: Path) -> Settings:
+    """The session's settings with this database, and a run directory of the test's own: the
+    failing scan records written here must not land beside the session's passing ones, which
+    other tests (push) read for the same image ids."""
     return dataclasses.replace(
-        built.settings, scan=dataclasses.replace(built.settings.scan, db_dir=str(db_root))
+        built.settings,
+        scan=dataclasses.replace(built.settings.scan, db_dir=str(db_root)),
+        paths=dataclasses.replace(built.settings.paths, run_dir=str(run_dir)),
     )
 
 
@@ -120,9 +125,10 @@ def test_scan_fails_on_a_fixture_cve_naming_it(
     built: Any, sboms: dict[str, Any], fake_db: Path, tmp_path: Path
 ) -> None:
     b = built.first["bot:slim"]
+    settings = _settings_with_db(built, fake_db, tmp_path / "run")
     with pytest.raises(ScanError) as info:
         scan_all(
-            _settings_with_db(built, fake_db),
+            settings,
             built=[b],
             sboms=[sboms["bot:slim"]],
             policy_path=_policy(tmp_path),
@@ -132,7 +138,7 @@ def test_scan_fails_on_a_fixture_cve_naming_it(
     assert isinstance(result, ScanResult) and not result.passed
     low = [v for v in result.verdicts if v.finding.id == "CVE-2099-41002"]
     assert low and all(v.verdict == "pass" for v in low)
-    record = read_record(built.settings.run_dir, "scan", b.image_id)
+    record = read_record(settings.run_dir, "scan", b.image_id)
     assert record is not None and not record.passed
     assert record["database"]["fixture"] is True
     sarif = json.loads(Path(result.reports["sarif"]).read_text())
@@ -150,9 +156,8 @@ def test_ignore_with_future_expiry_passes_and_trivy_agrees_through_vex(
         f"expires = {until}\n",
     )
     b = built.first["bot:slim"]
-    (result,) = scan_all(
-        _settings_with_db(built, fake_db), built=[b], sboms=[sboms["bot:slim"]], policy_path=policy
-    )
+    settings = _settings_with_db(built, fake_db, tmp_path / "run")
+    (result,) = scan_all(settings, built=[b], sboms=[sboms["bot:slim"]], policy_path=policy)
     assert result.passed
     ignored = [v for v in result.verdicts if v.verdict == "ignored"]
     assert {v.finding.id for v in ignored} == {FAKE_CVE}
@@ -163,7 +168,7 @@ def test_ignore_with_future_expiry_passes_and_trivy_agrees_through_vex(
     assert FAKE_CVE not in {f.id for f in again.findings}
     without = trivy.scan_image(b.image_id, scanners=("vuln",), cache_dir=fake_db)
     assert FAKE_CVE in {f.id for f in without.findings}
-    record = read_record(built.settings.run_dir, "scan", b.image_id)
+    record = read_record(settings.run_dir, "scan", b.image_id)
     assert record is not None and record.passed and record["vex_agrees"] is True
 
 
@@ -177,7 +182,7 @@ def test_expired_ignore_fails_and_says_so(
     )
     with pytest.raises(ScanError, match="expired on 2026-01-31"):
         scan_all(
-            _settings_with_db(built, fake_db),
+            _settings_with_db(built, fake_db, tmp_path / "run"),
             built=[built.first["terminal-sim:slim"]],
             sboms=[sboms["terminal-sim:slim"]],
             policy_path=policy,
@@ -187,7 +192,7 @@ def test_expired_ignore_fails_and_says_so(
 def test_an_old_database_fails_the_real_profile_only(built: Any, tmp_path: Path) -> None:
     root = tmp_path / "old-db"
     write_db(root, [], updated_at=NOW - dt.timedelta(days=10))
-    settings = _settings_with_db(built, root)
+    settings = _settings_with_db(built, root, tmp_path / "run")
     policy = load_policy(_policy(tmp_path))
     real = database(settings, "upstream", policy, NOW)
     assert real.too_old and not real.exempt and real.age_hours > 230
@@ -196,7 +201,7 @@ def test_an_old_database_fails_the_real_profile_only(built: Any, tmp_path: Path)
 
 
 def test_no_database_is_a_clear_error(built: Any, tmp_path: Path) -> None:
-    settings = _settings_with_db(built, tmp_path / "empty")
+    settings = _settings_with_db(built, tmp_path / "empty", tmp_path / "run")
     with pytest.raises(ScanError, match="No Trivy vulnerability database"):
         database(settings, "upstream", load_policy(_policy(tmp_path)), NOW)
 
@@ -239,6 +244,10 @@ def test_secrets_in_a_layer_deleted_later_fail_naming_the_layer(
     built: Any, docker_client: Any, tmp_path: Path
 ) -> None:
     password = "Tr4d3" + "".join(secrets.choice(string.ascii_letters) for _ in range(12))
+    settings = dataclasses.replace(
+        built.settings,
+        paths=dataclasses.replace(built.settings.paths, run_dir=str(tmp_path / "run")),
+    )
     image = _leaky_image(docker_client, built.base.reference, password)
     try:
         b = BuildResult(
@@ -254,18 +263,18 @@ def test_secrets_in_a_layer_deleted_later_fail_naming_the_layer(
             log_file=tmp_path / "none",
         )
         with pytest.raises(ScanError) as info:
-            scan_all(built.settings, built=[b], policy_path=_policy(tmp_path))
+            scan_all(settings, built=[b], policy_path=_policy(tmp_path))
         text = str(info.value)
         assert "mt5-password" in text and "opt/app/account.env" in text
         assert "private-key" in text and "opt/app/id_ed25519" in text
         assert "layer 2/" in text and "COPY" in text
         # The report and the record name the secret, never carry it.
         (result,) = info.value.results  # type: ignore[misc]
-        record = read_record(built.settings.run_dir, "scan", image.id)
+        record = read_record(settings.run_dir, "scan", image.id)
         assert record is not None
         for blob in (text, record.path.read_text(), Path(result.reports["json"]).read_text()):
             assert password not in blob
         with pytest.raises(Exception, match="failed: scan"):
-            require(built.settings.run_dir, image.id, ["scan"])
+            require(settings.run_dir, image.id, ["scan"])
     finally:
         docker_client.images.remove(image.id, force=True)

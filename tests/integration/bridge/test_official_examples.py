@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,15 @@ def test_official_example(
     monkeypatch.setenv("MT5_BRIDGE_HOST", "127.0.0.1")
     monkeypatch.setenv("MT5_BRIDGE_PORT", str(ports[password]))
     slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
+    # The example's own `time` sleeps instantly (the market-depth example waits 50 s); the
+    # process's time module is left alone, so the bridge in this process keeps real back-offs.
+    fast_time = types.ModuleType("time")
+    fast_time.__dict__.update({k: v for k, v in vars(time).items() if not k.startswith("__")})
+    fast_time.sleep = slept.append  # type: ignore[attr-defined]
+    assert source.count("import time\n") <= 1
+    source = source.replace("import time\n", "time = __fast_time__\n")
     mt5.connect()  # forget the previous example's connection: the environment decides
-    namespace: dict[str, Any] = {"__name__": "__main__"}
+    namespace: dict[str, Any] = {"__name__": "__main__", "__fast_time__": fast_time}
     try:
         exec(compile(source, f"{name}.py", "exec"), namespace)  # noqa: S102  # the example
     except SystemExit:

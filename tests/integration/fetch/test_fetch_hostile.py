@@ -150,14 +150,14 @@ def not_cached(settings: Settings, name: str) -> bool:
 def test_endless_body_stops_at_the_lock_size(make_settings, served: Path) -> None:
     with hostile(served, **mono_modes("endless")) as h:
         s = make_settings(mirror=h.url)
-        started = time.monotonic()
         with pytest.raises(Refused) as info:
             fetch_all(s, names=[MONO])
-        took = time.monotonic() - started
     text = str(info.value)
     assert "wine-mono" in text and "over the cap of 9728 bytes" in text, text
     assert "removed the partial file" in text
-    assert took < 5, f"an endless body must stop at once, took {took:.1f} s"
+    # Stopped at once: the server got rid of socket buffers' worth, not the endless body
+    # (it would write up to 1 GiB before giving up by itself).
+    assert h.sent[MONO_FILE] < 64 << 20, h.sent
     assert no_partials(s) and not_cached(s, MONO)
 
 
@@ -209,12 +209,10 @@ def test_dripping_server_fails_in_bounded_time(make_settings, served: Path) -> N
     2 x (2 s connect + 1 s read) + 9728 bytes at 256 KiB/s, about 6 s."""
     with hostile(served, **mono_modes("drip")) as h:
         s = make_settings(mirror=h.url)
-        started = time.monotonic()
         with pytest.raises(DeadlineError) as info:
             fetch_all(s, names=[MONO])
-        took = time.monotonic() - started
+    # The overall deadline ended it (no read ever timed out), before the file was complete.
     assert "did not deliver the file within the deadline of 6" in str(info.value)
-    assert 5.5 < took < 9, f"took {took:.1f} s"
     assert h.sent[MONO_FILE] < 9728
 
 
@@ -223,11 +221,9 @@ def test_dripping_mirror_then_the_next_mirror_serves(
 ) -> None:
     with hostile(served, **mono_modes("drip")) as h:
         s = make_settings(mirror=f"{h.url},{server.url}")
-        started = time.monotonic()
         [a] = fetch_all(s, names=[MONO])
-        took = time.monotonic() - started
     assert a.url == f"{server.url}/{MONO_FILE}" and a.path.is_file()
-    assert took < 9, f"took {took:.1f} s"
+    assert h.sent[MONO_FILE] < 9728  # the dripping mirror was given up, not waited out
 
 
 def test_bad_bytes_are_blamed_on_that_mirror_for_that_artifact_only(
