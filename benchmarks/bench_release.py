@@ -1,6 +1,7 @@
 """Benchmark (not a test): a no-change ``rebuild`` decision against a cold ``release``.
 
-Run: ``.venv/bin/python benchmarks/bench_release.py [--image bot --variant slim] [--runs N]``.
+Run: ``.venv/bin/python benchmarks/bench_release.py [--image bot --variant slim] [--runs N]``
+(``--image all``: every configured image and variant).
 
 1. Cold release on the fixture profile, timed stage by stage: fetch, build with the engine's
    cache off (``no_cache``: every step runs), sbom, scan, verify, push to a local registry on
@@ -83,7 +84,12 @@ def main() -> None:
         )
         reg = start_registry(fs, address=f"127.0.0.1:{_port()}", root=fs.run_dir / "bench" / "reg")
         try:
-            options = Options(images=(args.image,), variants=(args.variant,), no_cache=True)
+            every = args.image == "all"
+            options = Options(
+                images=None if every else (args.image,),
+                variants=None if every else (args.variant,),
+                no_cache=True,
+            )
             results: dict[str, Any] = {"base": base}
             for stage in select(until="verify")[1:]:
                 t = time.monotonic()
@@ -117,7 +123,9 @@ def main() -> None:
             stop_registry(fs, address=reg.address)
     median = statistics.median(decisions)
     table = Table(
-        title=f"Cold release vs no-change rebuild ({args.image}:{args.variant}, fixture profile)"
+        title="Cold release vs no-change rebuild ("
+        + ("every image" if args.image == "all" else f"{args.image}:{args.variant}")
+        + ", fixture profile)"
     )
     table.add_column("step")
     table.add_column("seconds", justify="right")

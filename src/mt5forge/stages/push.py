@@ -12,7 +12,8 @@ For each image (the build stage's results, or the images a user names, ``invoke 
    digest; the manifest's config digest must be the image id (that is what ties the push to
    the records). The layout is pushed to ``<repo>@<digest>`` with ``--preserve-digests``: no tag
    exists until every blob and the manifest are in. A registry that fails part-way (stopped,
-   answering 500) leaves blobs but no tag, and the push can simply be run again.
+   answering 500) leaves blobs but no tag, and the push can simply be run again; the layout
+   is kept until a push succeeds, and reused (every blob hashed again) by the re-run.
 4. The registry's manifest is read back and checked, then the tags are applied (``<variant>-
    <version>``, ``<variant>-<date>``, ``<variant>-<short revision>``; on release also
    ``<variant>`` and, for the first variant, ``latest``), each a manifest PUT of that digest.
@@ -227,11 +228,19 @@ def _push_one(
     repository = f"{address}/{settings.images.prefix}/{req.target.image}"
     tls = tls_verify(address)
     work = settings.run_dir / "push" / image_id.removeprefix("sha256:")
-    shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     try:
-        shown.step(key, message=f"{req.target}: copy {image_id[:19]} out of the engine")
-        digest = skopeo.stage_from_engine(image_id, work)
+        # A layout left complete by a push that failed part-way is reused (every blob hashed
+        # again): the re-run then only sends what the registry lacks.
+        reused = skopeo.reuse_staged(work, image_id)
+        if reused is None:
+            shutil.rmtree(work, ignore_errors=True)
+            shown.step(key, message=f"{req.target}: copy {image_id[:19]} out of the engine")
+            digest = skopeo.stage_from_engine(image_id, work)
+            skopeo.mark_staged(work, digest)
+        else:
+            digest = reused
+            shown.step(key, message=f"{req.target}: reusing the layout of an earlier try")
         shown.step(key, message=f"{req.target}: push {repository}@{digest[:19]}")
         skopeo.push_dir(work, f"docker://{repository}@{digest}", tls_verify=tls)
         served = skopeo.inspect_raw(f"docker://{repository}@{digest}", tls_verify=tls)
@@ -256,8 +265,7 @@ def _push_one(
     except Exception:
         shown.finish(key, "failed")
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     shown.finish(key, f"{digest[:19]}")
     record = write_record(
         settings.run_dir,

@@ -61,6 +61,39 @@ def stage_from_engine(image_id: str, dest: Path, *, runner: Runner = host_runner
     return file_digest(manifest)
 
 
+STAGED_MARK = ".mt5forge-staged"
+
+
+def mark_staged(dest: Path, digest: str) -> None:
+    """Say that the layout at ``dest`` is complete (a later push may reuse it)."""
+    (dest / STAGED_MARK).write_text(digest, encoding="utf-8")
+
+
+def reuse_staged(dest: Path, image_id: str) -> str | None:
+    """The manifest digest of a complete layout left at ``dest`` by an earlier push of
+    ``image_id`` that failed part-way, or None. Every blob is hashed again: a layout that
+    changed on disk is not reused."""
+    mark = dest / STAGED_MARK
+    manifest = dest / "manifest.json"
+    if not mark.is_file() or not manifest.is_file():
+        return None
+    digest = file_digest(manifest)
+    if mark.read_text(encoding="utf-8").strip() != digest:
+        return None
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        blobs = [doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if blobs[0] != image_id:
+        return None
+    for blob in blobs:
+        path = dest / str(blob).removeprefix("sha256:")
+        if not path.is_file() or file_digest(path) != blob:
+            return None
+    return digest
+
+
 def push_dir(
     src: Path,
     dest: str,

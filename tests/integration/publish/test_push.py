@@ -18,6 +18,7 @@ from mt5forge.errors import RecordError, RegistryError
 from mt5forge.records import image_key, read_record, records_dir, write_record
 from mt5forge.registry import Registry
 from mt5forge.stages.push import PushRequest, push_all, tags_for
+from mt5forge.tools import skopeo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -166,8 +167,19 @@ def test_registry_failing_mid_push_leaves_no_tag_and_a_rerun_works(
             push_all(gated.settings, [_request(gated)], registry=proxy)
         assert _tags(proxy, repo) == []
     assert _tags(local_registry.address, repo) == []
+    # The layout stays for the re-run, complete and checked; a changed blob is not reused.
+    work = gated.settings.run_dir / "push" / gated.build.image_id.removeprefix("sha256:")
+    digest = skopeo.reuse_staged(work, gated.build.image_id)
+    assert digest is not None
+    blob = next(p for p in work.iterdir() if len(p.name) == 64 and p.stat().st_size < 20000)
+    original = blob.read_bytes()
+    blob.write_bytes(original + b" ")
+    assert skopeo.reuse_staged(work, gated.build.image_id) is None
+    blob.write_bytes(original)
     [result] = push_all(gated.settings, [_request(gated)], registry=local_registry.address)
+    assert result.digest == digest
     assert set(_tags(local_registry.address, repo)) == set(result.tags)
+    assert not work.exists()
 
 
 def test_registry_stopped_mid_push_leaves_no_tag(gated: Any, local_registry: Registry) -> None:
