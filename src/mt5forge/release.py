@@ -74,7 +74,15 @@ def load_state(run_dir: Path) -> State | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return State(
             build_id=str(doc["build_id"]),
-            images={k: Released(**v) for k, v in dict(doc["images"]).items()},
+            images={
+                k: Released(
+                    image_id=str(v["image_id"]),
+                    digest=str(v["digest"]),
+                    sbom=str(v["sbom"]),
+                    fixable=tuple(str(f) for f in v.get("fixable") or ()),
+                )
+                for k, v in dict(doc["images"]).items()
+            },
         )
     except FileNotFoundError:
         return None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mt5forge import provenance, signing
-from mt5forge.errors import VerificationError
+from mt5forge import provenance, release, signing
+from mt5forge.errors import RecordError, VerificationError
 from mt5forge.stages.push import is_loopback, tls_verify
 
 DIGEST = "sha256:" + "a" * 64
@@ -104,3 +104,42 @@ def test_tree_digest_follows_content_and_skips_caches(tmp_path: Path) -> None:
 def test_loopback_rule(address: str, loop: bool) -> None:
     assert is_loopback(address) is loop
     assert tls_verify(address) is not loop
+
+
+def test_rebuild_publishes_on_a_package_change_or_a_closed_fix() -> None:
+    same = release.package_diff({"deb:a": "1"}, {"deb:a": "1"})
+    assert same.empty and not release.worth_publishing(same, [])
+    assert release.worth_publishing(same, ["CVE-2099-1 openssl"])
+    assert release.worth_publishing(release.package_diff({}, {"deb:a": "1"}), [])
+    gone = release.package_diff({"deb:a": "1"}, {})
+    assert gone.lines() == ["- deb:a 1"] and release.worth_publishing(gone, [])
+
+
+def test_sbom_packages_and_the_state_round_trip(tmp_path: Path) -> None:
+    sbom = tmp_path / "x.cdx.json"
+    sbom.write_text(
+        json.dumps(
+            {
+                "components": [
+                    {"name": "bash", "version": "5.2", "purl": "pkg:deb/debian/bash@5.2"},
+                    {"name": "requests", "version": "2.32", "purl": "pkg:pypi/requests@2.32"},
+                    {"name": "wine-mono", "version": "9", "type": "file"},
+                ]
+            }
+        )
+    )
+    assert release.sbom_packages(sbom) == {"deb:bash": "5.2", "pypi:requests": "2.32"}
+    run = tmp_path / "run"
+    assert release.load_state(run) is None
+    img = release.Released(
+        image_id="sha256:" + "1" * 64, digest=DIGEST, sbom=str(sbom), fixable=("CVE-1 x",)
+    )
+    release.save_state(run, release.State(build_id="b", images={"bot:slim": img}))
+    back = release.load_state(run)
+    assert back is not None and back.build_id == "b"
+    kept = back.images["bot:slim"]
+    assert kept.fixable == ("CVE-1 x",)
+    assert Path(kept.sbom).read_text() == sbom.read_text()  # a copy kept beside the state
+    release.state_path(run).write_text("{broken")
+    with pytest.raises(RecordError, match="cannot be read"):
+        release.load_state(run)
