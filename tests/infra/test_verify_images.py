@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from mt5forge.records import VerifyRecord, read_record
-from mt5forge.stages.verify import VerifyResult, requests_for, verify_all
+from mt5forge.stages.verify import VerifyResult, requests_from_builds, verify_all
 from mt5forge.verify.checks import CHECK_NAMES
+from mt5forge.verify.compose import load_service
 from mt5forge.verify.cst import run_cst, write_config
 from mt5forge.verify.expectations import expectation_for, load
 from mt5forge.verify.live import Canary
@@ -26,8 +27,12 @@ TARGETS = ["terminal:slim", "terminal:secure", "bot:slim", "bot:secure", "termin
 
 @pytest.fixture(scope="session")
 def verified(built: Any, verify_canary: Canary) -> VerifyResult:
-    """`invoke verify`'s core on every image `built` made, records and JUnit XML included."""
-    requests = requests_for(built.settings, None, None)
+    """`invoke verify`'s core on every image `built` made, as the verify stage asks for them:
+    each by its build's image id, judged by its tag; records and JUnit XML included."""
+    requests = requests_from_builds(built.first.values())
+    assert {str(r.target): r.image_id for r in requests} == {
+        k: b.image_id for k, b in built.first.items()
+    }
     return verify_all(built.settings, requests, fail=False, canary=verify_canary)
 
 
@@ -136,6 +141,48 @@ def test_hardening(verdict: ImageVerdict) -> None:
     assert status == ("passed" if verdict.variant == "secure" else "not applicable")
     if status == "passed":  # the engine runs here: its cgroups are ours to read
         assert "the kernel's cgroup agrees on 3 limits" in verdict.outcome("hardening").detail
+
+
+def test_bot_secure_runs_as_its_compose_service(verified: VerifyResult, built: Any) -> None:
+    """bot:secure runs as compose/docker-compose.secure.yml runs it: its user (not the
+    image's 1000, so it cannot rewrite the terminal's audit trail), no swap, a volume on /logs
+    and its state directory in /tmp; every process has the compose user's uid:gid."""
+    v = next(v for v in verified.verdicts if (v.image, v.variant) == ("bot", "secure"))
+    svc = load_service(built.settings.root, "bot")
+    assert svc.user == "1001:1000" and svc.memswap_limit == svc.mem_limit
+    procs = v.outcome("user.processes")
+    assert procs.status == "passed", procs.detail
+    assert "all 1001:1000 (the bot service's user" in procs.detail
+    hard = v.outcome("hardening")
+    assert hard.status == "passed", hard.detail
+    assert "and no swap" in hard.detail and "user 1001:1000" in hard.detail
+    assert "volumes /config /logs" in hard.detail and "MT5BOT_STATE_DIR" in hard.detail
+    # The image's own user is still the configured one: compose, not the image, changes it.
+    assert v.outcome("user.config").detail == (
+        f"User {built.settings.runtime.uid}:{built.settings.runtime.gid}"
+    )
+
+
+def test_verify_runs_records_and_pairs_this_runs_builds_by_id(
+    verified: VerifyResult, built: Any
+) -> None:
+    """Each image is read, run and recorded by its build's id and judged by its tag; its
+    partners are this run's builds, by id, not whatever the tags point at now."""
+    prefix = built.settings.images.prefix
+    ids = {k: b.image_id for k, b in built.first.items()}
+    for v in verified.verdicts:
+        key = f"{v.image}:{v.variant}"
+        assert v.image_id == ids[key]
+        assert v.reference == f"{prefix}/{key}"
+        assert f"tag {key}" in v.outcome("metadata").detail
+        partners = dict(v.partners)
+        if v.image == "bot":
+            assert partners == {"terminal-sim:slim": ids["terminal-sim:slim"],
+                                "terminal:slim": ids["terminal:slim"]}  # fmt: skip
+            record = read_record(built.settings.run_dir, "verify", v.image_id)
+            assert record["partners"] == partners
+        if v.image == "terminal" and v.outcome("pair").status == "passed":
+            assert partners == {"bot:secure": ids["bot:secure"]}
 
 
 def test_pair(verdict: ImageVerdict) -> None:

@@ -15,7 +15,7 @@ record written: one run shows the whole gap.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,6 +36,10 @@ from mt5forge.verify.run import Context, ImageVerdict, verify_image
 class VerifyRequest:
     target: Target
     reference: str
+    """The tag (or ``--ref``): what the checks judge (a moving ``latest`` fails)."""
+    image_id: str = ""
+    """The build's image id: what is read, run and recorded. Empty: ``reference`` resolved
+    once to an id."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,6 +86,17 @@ def requests_for(
     return [VerifyRequest(target=t, reference=t.reference(settings.images.prefix)) for t in plan]
 
 
+def requests_from_builds(built: Iterable[object]) -> list[VerifyRequest]:
+    """One request per build result: its tag to judge, its id to run. By id, not tag: another
+    build on the same engine may move the tag while earlier stages run, and the record must
+    describe the image that was built (push reads it)."""
+    return [
+        VerifyRequest(target=b.target, reference=b.reference, image_id=b.image_id)
+        for b in built
+        if isinstance(b, BuildResult)
+    ]
+
+
 def verify_all(
     settings: Settings,
     requests: Sequence[VerifyRequest],
@@ -94,14 +109,16 @@ def verify_all(
     """Verify each request; write its record and the run's JUnit XML; VerificationError naming
     every failed check when one failed (and ``fail``)."""
     table = load(settings.root / "build")
-    ctx = context(settings)
+    # Partners by id where this run built them: the pairs then test this run's images.
+    partners = {str(r.target): r.image_id for r in requests if r.image_id}
+    ctx = dataclasses.replace(context(settings), partners=partners)
     canary = canary or Canary.make()
     verdicts: list[ImageVerdict] = []
     records: list[Path] = []
     for req in requests:
         e = expectation_for(table, req.target.image, req.target.variant)
-        verdict = verify_image(ctx, e, req.reference, canary=canary, only=only,
-                               progress=progress or NullProgress())  # fmt: skip
+        verdict = verify_image(ctx, e, req.reference, image_id=req.image_id, canary=canary,
+                               only=only, progress=progress or NullProgress())  # fmt: skip
         verdicts.append(verdict)
         record = write_record(settings.run_dir, "verify", verdict.image_id,
                               record_payload(verdict), passed=verdict.passed)  # fmt: skip
@@ -125,6 +142,7 @@ def record_payload(v: ImageVerdict) -> dict[str, object]:
         "variant": v.variant,
         "reference": v.reference,
         "terminal": v.terminal,
+        "partners": dict(v.partners),
         "seconds": round(v.seconds, 2),
         "checks": [
             {
@@ -145,12 +163,5 @@ class VerifyStage:
     needs: ClassVar[tuple[str, ...]] = ("build",)
 
     def run(self, job: Job) -> VerifyResult:
-        built = job.result("build", tuple)
-        # By id, not tag: another build on the same engine may move the tag while earlier
-        # stages run, and the record must describe the image that was built (push reads it).
-        requests = [
-            VerifyRequest(target=b.target, reference=b.image_id)
-            for b in built
-            if isinstance(b, BuildResult)
-        ]
+        requests = requests_from_builds(job.result("build", tuple))
         return verify_all(job.settings, requests, progress=job.progress)

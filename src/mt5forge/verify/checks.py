@@ -17,13 +17,20 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mt5forge.verify.expectations import Expectation
 from mt5forge.verify.layers import Entry, SavedImage
-from mt5forge.verify.live import SECRETS_DIR, Listener, Proc, Running, pair_with_terminal
+from mt5forge.verify.live import (
+    SECRETS_DIR,
+    Listener,
+    Proc,
+    Running,
+    pair_with_terminal,
+    partner_ref,
+)
 from mt5forge.verify.patterns import Scanner
 
 BRIDGE_MAGIC = b"MT5B"
@@ -41,6 +48,8 @@ class NotApplicable(Exception):
 class Subject:
     expectation: Expectation
     reference: str
+    """The tag (or what ``--ref`` named): what the metadata check judges. The image itself
+    is run by its id (``running.reference``)."""
     attrs: dict[str, Any]
     """``docker image inspect``."""
     saved: SavedImage
@@ -52,6 +61,8 @@ class Subject:
     client: Any
     helper_image: str
     prefix: str = "mt5forge"
+    partners: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """This run's builds by ``image:variant``: their ids, to pair with."""
     _facts: tuple[list[Proc], list[Listener]] | None = None
     _final: dict[str, Entry] | None = None
 
@@ -68,6 +79,20 @@ class Subject:
         if self._facts is None or fresh:
             self._facts = self.running.helper.facts()
         return self._facts
+
+    def run_user(self) -> tuple[int, int, str]:
+        """The uid and gid every process must have, and whose they are, as the expectations
+        say (``run_as``)."""
+        if self.expectation.run_as != "compose":
+            return self.uid, self.gid, "the configured runtime user"
+        svc = self.running.compose
+        ids = svc.user_ids() if svc else None
+        if svc is None or ids is None:
+            raise Failed(
+                f"the expectations say {self.expectation} runs as its compose service's user, "
+                f"but service {self.expectation.compose_service!r} sets no UID:GID"
+            )
+        return ids[0], ids[1], f"the {svc.service} service's user in the secure compose file"
 
     def own_listeners(self) -> list[Listener]:
         procs, listeners = self.facts()
@@ -92,17 +117,18 @@ def user_config(s: Subject) -> str:
 
 
 def user_processes(s: Subject) -> str:
+    uid, gid, whose = s.run_user()
     procs, _ = s.facts()
     if not procs:
         raise Failed("no process of the container was found")
     bad = [
         f"pid {p.pid} uids {p.uids} gids {p.gids} ({p.cmdline[:60]})"
         for p in procs
-        if set(p.uids) != {s.uid} or set(p.gids) != {s.gid}
+        if set(p.uids) != {uid} or set(p.gids) != {gid}
     ]
     if bad:
-        raise Failed(f"processes not running as {s.uid}:{s.gid}: {_lines(bad)}")
-    return f"{len(procs)} processes, all {s.uid}:{s.gid}"
+        raise Failed(f"processes not running as {uid}:{gid} ({whose}): {_lines(bad)}")
+    return f"{len(procs)} processes, all {uid}:{gid} ({whose})"
 
 
 def no_sudo(s: Subject) -> str:
@@ -144,10 +170,11 @@ def shell(s: Subject) -> str:
 
 def writable(s: Subject) -> str:
     bad = []
+    users = {s.uid, s.run_user()[0]}
     for path, e in s.final().items():
         if e.kind in ("link", "other"):  # device nodes: the engine mounts its own /dev
             continue
-        mine = e.uid == s.uid
+        mine = e.uid in users
         world = bool(e.mode & 0o002)
         if (mine or world) and not s.expectation.may_write(path):
             bad.append(f"{path} ({'owned by the runtime user' if mine else f'mode {e.mode:04o}'})")
@@ -256,7 +283,7 @@ def canary(s: Subject) -> str:
     # The container's writes: its filesystem diff and its in-memory mounts, read in place.
     changed = [c["Path"] for c in (r.target.diff() or []) if c.get("Kind") in (0, 1)]
     # The secrets mount is where the canaries were put on purpose; everything else is a write.
-    roots = sorted({p for p in (*s.expectation.tmpfs, *changed)
+    roots = sorted({p for p in (*r.mounted, *changed)
                     if p != SECRETS_DIR and not p.startswith(SECRETS_DIR + "/")})  # fmt: skip
     pid = min(p.pid for p in procs) if procs else 1
     r.helper.put("/tmp/.verify-canaries", "\n".join(r.canary.secrets()).encode())  # noqa: S108  # in the helper
@@ -497,6 +524,9 @@ def hardening(s: Subject) -> str:
     for key in ("Memory", "PidsLimit", "NanoCpus"):
         if not host.get(key):
             problems.append(f"no {key} limit")
+    if host.get("Memory") and host.get("MemorySwap") != host.get("Memory"):
+        problems.append(f"swap allowed (MemorySwap {host.get('MemorySwap')}, Memory "
+                        f"{host.get('Memory')}): a leak must end in an OOM kill")  # fmt: skip
     procs, _ = s.facts()
     for p in procs:
         if p.cap_eff:
@@ -508,13 +538,46 @@ def hardening(s: Subject) -> str:
     s.running.target.reload()
     if s.running.target.status != "running":
         problems.append(f"the container is {s.running.target.status}")
+    as_compose, composed = _as_compose(s)
+    problems += composed
     if problems:
         raise Failed("; ".join(problems))
     return (
         f"running with read-only root, no capabilities, no-new-privileges, memory "
-        f"{host['Memory'] >> 20} MiB, pids {host['PidsLimit']}, cpus {host['NanoCpus'] / 1e9:g}"
+        f"{host['Memory'] >> 20} MiB and no swap, pids {host['PidsLimit']}, "
+        f"cpus {host['NanoCpus'] / 1e9:g}"
         + (f" (the kernel's cgroup agrees on {read} limits)" if read else "")
+        + f"; {as_compose}"
     )
+
+
+def _as_compose(s: Subject) -> tuple[str, list[str]]:
+    """What of the compose service the running container has, and what it lacks."""
+    svc = s.running.compose
+    if svc is None:
+        return "no compose service read", ["the secure compose file's service was not read"]
+    attrs = s.running.target.attrs
+    config = attrs.get("Config") or {}
+    problems = []
+    user = str(config.get("User") or "")
+    if svc.user and user != svc.user:
+        problems.append(f"runs as {user or 'the image user'!r}, the compose service as {svc.user}")
+    mounts = {str(m.get("Destination")): m for m in attrs.get("Mounts") or []}
+    for path, _ in svc.volumes:
+        if (mounts.get(path) or {}).get("Type") != "volume":
+            problems.append(f"no volume at {path}, which the compose service mounts")
+    tmpfs = (attrs.get("HostConfig") or {}).get("Tmpfs") or {}
+    problems += [f"no tmpfs at {p}" for p, _ in svc.tmpfs if p not in tmpfs]
+    env = set(config.get("Env") or [])
+    problems += [f"environment lacks {k}={v}" for k, v in svc.environment if f"{k}={v}" not in env]
+    who = svc.user or "the image's"
+    shown = (
+        f"as service {svc.service} runs it: user {who}, volumes "
+        f"{' '.join(p for p, _ in svc.volumes) or 'none'}, tmpfs "
+        f"{' '.join(p for p, _ in svc.tmpfs) or 'none'}, environment "
+        f"{' '.join(k for k, _ in svc.environment) or 'none'}"
+    )
+    return shown, problems
 
 
 # --- pairs -----------------------------------------------------------------------------------
@@ -562,8 +625,10 @@ def pair_terminal(s: Subject) -> str:
     if s.expectation.role != "bot":
         raise NotApplicable("the terminal image's own bridge is exercised by its pair check")
     r = s.running
+    terminal = partner_ref(s.partners, s.prefix, "terminal:slim")
+    r.partners = (*r.partners, ("terminal:slim", terminal))
     result = pair_with_terminal(
-        s.client, s.reference, f"{s.prefix}/terminal:slim", canary=r.canary, uid=s.uid, gid=s.gid
+        s.client, r.reference, terminal, canary=r.canary, uid=s.uid, gid=s.gid
     )
     if result.backend != "metatrader5":
         raise Failed(f"the terminal image's bridge serves {result.backend!r}, not metatrader5")

@@ -18,6 +18,7 @@ from mt5forge.tomlmodel import build, did_you_mean
 
 EXPECTATIONS_FILE = "expectations.toml"
 ROLES = ("terminal", "bot")
+RUN_AS = ("image", "compose")
 _MAX_BYTES = 256 * 1024
 
 
@@ -41,6 +42,9 @@ class Expectation:
     tmpfs: tuple[str, ...] = ()
     gui_secret: bool = False
     compose_service: str = ""
+    run_as: str = "image"
+    """Whose uid:gid every process must have: ``image``, the configured runtime user (the
+    image's USER); ``compose``, the user the compose service sets (hardened variants only)."""
 
     def __str__(self) -> str:
         return f"{self.image}:{self.variant}"
@@ -60,6 +64,13 @@ def _check(e: Expectation, where: str) -> None:
         host, _, port = item.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"{where}.listen: {item!r} is not ADDRESS:PORT.")
+    if e.run_as not in RUN_AS:
+        raise ConfigError(f"{where}.run_as: {e.run_as!r} is not one of {', '.join(RUN_AS)}.")
+    if e.run_as == "compose" and not e.hardened:
+        raise ConfigError(
+            f"{where}.run_as = 'compose' needs hardened = true: only the secure compose file's "
+            "service is read."
+        )
     if not e.bridge_port.isdigit():
         raise ConfigError(f"{where}.bridge_port: {e.bridge_port!r} is not a port number.")
     for path in (*e.setuid_allowed, *e.writable, *e.tmpfs):

@@ -1,10 +1,14 @@
 """The image running: the container under test, its partner, and a helper that looks inside.
 
-Verify starts the image as its compose file runs it (the secure variants hardened: read-only
-root, every capability dropped, no-new-privileges, the compose file's memory, pids and CPU
-limits), with credentials made up for this run (:class:`Canary`): the login in the environment,
-the password and server as ``*_FILE`` secrets. A terminal image serves the bridge and is paired
-with the project's bot; a bot image joins ``terminal-sim``'s network namespace.
+Verify starts the image as its compose file runs it (the secure variants as their service in
+``compose/docker-compose.secure.yml`` runs them, :mod:`mt5forge.verify.compose`: its user, a
+read-only root, every capability dropped, no-new-privileges, its memory, swap, pids and CPU
+limits, its tmpfs mounts, fresh volumes where it mounts named ones such as ``/logs``, and its
+plain environment), with credentials made up for this run (:class:`Canary`): the login in the
+environment, the password and server as ``*_FILE`` secrets. A terminal image serves the
+bridge and is paired with the project's bot; a bot image joins ``terminal-sim``'s network
+namespace. Partners are this run's builds, by image id, where the run built them
+(:func:`partner_ref`).
 
 The helper is the project's base image joined to the target's network and PID namespaces
 (``--network container:T --pid container:T``) with ``CAP_SYS_PTRACE``: it reads
@@ -33,6 +37,7 @@ from typing import Any
 import docker.errors
 
 from mt5forge.errors import VerificationError
+from mt5forge.verify.compose import ComposeRun, load_service
 from mt5forge.verify.expectations import Expectation
 
 log = logging.getLogger(__name__)
@@ -222,6 +227,12 @@ class Running:
     """``simulator``, ``fixture terminal`` or ``real terminal``: what answered as the terminal."""
     backend: str
     started: float
+    compose: ComposeRun | None = None
+    """The compose service the target was run as (hardened variants), or None."""
+    mounted: tuple[str, ...] = ()
+    """The target's writable mounts (tmpfs and volumes): its writes that are not in its diff."""
+    partners: tuple[tuple[str, str], ...] = ()
+    """``(image:variant, reference)`` of each partner image started with the target."""
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def logs(self) -> str:
@@ -233,34 +244,32 @@ class Running:
         return "\n".join(parts)
 
 
-def compose_limits(root: Path, service: str) -> dict[str, Any]:
-    """The memory, pids and CPU limits the secure compose file gives ``service``."""
-    import yaml
-
-    path = root / "compose" / "docker-compose.secure.yml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    svc = (data.get("services") or {}).get(service) or {}
-    out: dict[str, Any] = {}
-    if "mem_limit" in svc:
-        out["mem_limit"] = str(svc["mem_limit"])
-    if "pids_limit" in svc:
-        out["pids_limit"] = int(svc["pids_limit"])
-    if "cpus" in svc:
-        out["nano_cpus"] = int(float(svc["cpus"]) * 1e9)
-    return out
+def partner_ref(partners: Mapping[str, str], prefix: str, key: str) -> str:
+    """The image to pair with: this run's build of ``key`` (``image:variant``) by its id when
+    the run built it, else the project's tag (``invoke verify --ref``, or a partial build)."""
+    return partners.get(key) or f"{prefix}/{key}"
 
 
-def hardening(e: Expectation, root: Path) -> dict[str, Any]:
+def run_args(e: Expectation, root: Path) -> tuple[ComposeRun | None, dict[str, Any]]:
+    """The hardened variants: the secure compose file's service, and the engine arguments
+    that run the image as that service does (user, read-only root, limits, no swap), with
+    every capability dropped and no-new-privileges. Slim variants: nothing added."""
     if not e.hardened:
-        return {}
-    return {
-        "read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
-        **compose_limits(root, e.compose_service),
-    }  # fmt: skip
+        return None, {}
+    svc = load_service(root, e.compose_service)
+    args = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+            **svc.engine_args()}  # fmt: skip
+    return svc, args
 
 
-def _tmpfs(e: Expectation, uid: int, gid: int) -> dict[str, str]:
-    return {p: (f"uid={uid},gid={gid}" if p == "/config" else "mode=1777") for p in e.tmpfs}
+def _tmpfs(e: Expectation, uid: int, gid: int, svc: ComposeRun | None) -> dict[str, str]:
+    """The expectation's tmpfs mounts, where the compose service mounts nothing else, and the
+    compose service's own."""
+    taken = {p for p, _ in svc.volumes} if svc else set()
+    out = {p: (f"uid={uid},gid={gid}" if p == "/config" else "mode=1777")
+           for p in e.tmpfs if p not in taken}  # fmt: skip
+    out.update(dict(svc.tmpfs) if svc else {})
+    return out
 
 
 def _wait(container: Any, pattern: re.Pattern[bytes], timeout: float, what: str) -> re.Match[bytes]:
@@ -288,10 +297,13 @@ def running(
     uid: int,
     gid: int,
     canary: Canary,
+    partners: Mapping[str, str] | None = None,
     timeout: float = 90,
 ) -> Iterator[Running]:
-    """Start ``reference`` as ``e`` says, wait until it serves (terminal) or reports (bot), and
-    yield it with its helper; remove everything at the end."""
+    """Start ``reference`` (an image id, so a tag moved meanwhile cannot swap the image) as
+    ``e`` says, wait until it serves (terminal) or reports (bot), and yield it with its
+    helper; remove everything at the end, the volumes made for it too. ``partners``: the ids
+    of this run's builds by ``image:variant``, to pair with (see :func:`partner_ref`)."""
     tmp = Path(tempfile.mkdtemp(prefix="verify-"))
     tmp.chmod(0o755)
     for name, value in (("mt5_password", canary.password), ("mt5_server", canary.server),
@@ -303,24 +315,44 @@ def running(
         "MT5_PASSWORD_FILE": f"{SECRETS_DIR}/mt5_password",
         "MT5_SERVER_FILE": f"{SECRETS_DIR}/mt5_server",
     }
-    mounts = {str(tmp): {"bind": SECRETS_DIR, "mode": "ro"}}
+    mounts: dict[str, dict[str, str]] = {str(tmp): {"bind": SECRETS_DIR, "mode": "ro"}}
     started = time.monotonic()
     created: list[Any] = []
+    volumes: list[Any] = []
     helper: Helper | None = None
+    used: list[tuple[str, str]] = []
+
+    def partner_image(key: str) -> str:
+        ref = partner_ref(partners or {}, prefix, key)
+        used.append((key, ref))
+        return ref
+
     try:
+        svc, hardened = run_args(e, root)
+        own = dict(mounts)
+        for path, mode in svc.volumes if svc else ():
+            # A fresh named volume, as compose makes one: the engine seeds it from the image.
+            vol = client.volumes.create(labels=LABEL)
+            volumes.append(vol)
+            own[vol.name] = {"bind": path, "mode": mode}
+        tmpfs = _tmpfs(e, uid, gid, svc)
+        own_env = {**(dict(svc.environment) if svc else {}), **env}
+        writable_volumes = [p for p, m in (svc.volumes if svc else ()) if m != "ro"]
+        mounted = tuple(sorted({*tmpfs, *writable_volumes}))
         if e.role == "terminal":
-            term_env = {**env, **({"MT5_VNC_PASSWORD_FILE": f"{SECRETS_DIR}/vnc_password"}
-                                  if e.gui_secret else {})}  # fmt: skip
+            term_env = {**own_env, **({"MT5_VNC_PASSWORD_FILE": f"{SECRETS_DIR}/vnc_password"}
+                                      if e.gui_secret else {})}  # fmt: skip
             target = client.containers.run(
-                reference, detach=True, environment=term_env, volumes=mounts, labels=LABEL,
-                tmpfs=_tmpfs(e, uid, gid), healthcheck=FAST_HEALTH, **hardening(e, root),
+                reference, detach=True, environment=term_env, volumes=own, labels=LABEL,
+                tmpfs=tmpfs, healthcheck=FAST_HEALTH, **hardened,
             )  # fmt: skip
             created.append(target)
             backend = _wait(target, _LISTENING, timeout, "The bridge did not start")[1].decode()
             partner = None
             if backend in ("simulator", "metatrader5"):
                 partner = client.containers.run(
-                    f"{prefix}/bot:secure", detach=True, network_mode=f"container:{target.id}",
+                    partner_image("bot:secure"), detach=True,
+                    network_mode=f"container:{target.id}",
                     environment={**env, "MT5BOT_INTERVAL": "1"}, volumes=mounts, labels=LABEL,
                     read_only=True, tmpfs={"/config": f"uid={uid},gid={gid}"},
                     cap_drop=["ALL"], security_opt=["no-new-privileges"],
@@ -329,16 +361,16 @@ def running(
             image = target.image
         else:
             partner = client.containers.run(
-                f"{prefix}/terminal-sim:slim", detach=True, environment=env, volumes=mounts,
-                labels=LABEL, read_only=True, tmpfs={"/config": f"uid={uid},gid={gid}"},
+                partner_image("terminal-sim:slim"), detach=True, environment=env,
+                volumes=mounts, labels=LABEL, read_only=True,
+                tmpfs={"/config": f"uid={uid},gid={gid}"},
             )  # fmt: skip
             created.append(partner)
             backend = _wait(partner, _LISTENING, timeout, "terminal-sim did not start")[1].decode()
             target = client.containers.run(
-                reference, detach=True, network_mode=f"container:{partner.id}", volumes=mounts,
-                environment={**env, "MT5BOT_INTERVAL": "1", "MT5BOT_DEMO_ORDER": "true"},
-                labels=LABEL, tmpfs=_tmpfs(e, uid, gid), healthcheck=FAST_HEALTH,
-                **hardening(e, root),
+                reference, detach=True, network_mode=f"container:{partner.id}", volumes=own,
+                environment={**own_env, "MT5BOT_INTERVAL": "1", "MT5BOT_DEMO_ORDER": "true"},
+                labels=LABEL, tmpfs=tmpfs, healthcheck=FAST_HEALTH, **hardened,
             )  # fmt: skip
             created.append(target)
             image = partner.image
@@ -352,7 +384,8 @@ def running(
             kind = "real terminal"
         yield Running(
             expectation=e, reference=reference, target=target, partner=partner, helper=helper,
-            canary=canary, terminal_kind=kind, backend=backend, started=started,
+            canary=canary, terminal_kind=kind, backend=backend, started=started, compose=svc,
+            mounted=mounted, partners=tuple(used),
         )  # fmt: skip
     except docker.errors.DockerException as err:
         raise VerificationError(f"Running {reference} failed: {err}") from err
@@ -362,6 +395,9 @@ def running(
         for c in reversed(created):
             with contextlib.suppress(docker.errors.DockerException):
                 c.remove(force=True)
+        for vol in volumes:
+            with contextlib.suppress(docker.errors.DockerException):
+                vol.remove(force=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,17 @@ class ImageVerdict:
     image: str
     variant: str
     reference: str
+    """The tag (or what ``--ref`` named) the checks judged."""
     image_id: str
+    """The image that was read and run."""
     terminal: str
     """What answered as the terminal: ``simulator``, ``fixture terminal`` or ``real terminal``."""
     outcomes: tuple[Outcome, ...]
     seconds: float
     read_seconds: float
     """docker save and the layer scan."""
+    partners: tuple[tuple[str, str], ...] = ()
+    """``(image:variant, reference)`` of each partner it was paired with."""
 
     @property
     def passed(self) -> bool:
@@ -81,6 +85,9 @@ class Context:
     helper_image: str
     uid: int
     gid: int
+    partners: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Ids of this run's builds by ``image:variant``: the partners to pair with, so that a
+    tag moved by another build cannot put another image in the pair."""
 
 
 def verify_image(
@@ -88,11 +95,16 @@ def verify_image(
     expectation: Expectation,
     reference: str,
     *,
+    image_id: str = "",
     canary: Canary | None = None,
     only: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> ImageVerdict:
-    """Every check (or ``only`` these) against ``reference``, judged by ``expectation``."""
+    """Every check (or ``only`` these) against ``reference``, judged by ``expectation``.
+
+    ``image_id``: the image to read and run (a build's result); ``reference`` is then its tag,
+    which the checks judge. Without it, ``reference`` is resolved to an id once, and the
+    image is read and run by that id: a tag moved meanwhile cannot swap it."""
     shown = progress or NullProgress()
     unknown = [n for n in only or () if n not in CHECK_NAMES]
     if unknown:
@@ -104,9 +116,9 @@ def verify_image(
     key = f"verify {expectation}"
     started = time.monotonic()
     try:
-        image = client.images.get(reference)
+        image = client.images.get(image_id or reference)
     except docker.errors.ImageNotFound as e:
-        raise VerificationError(f"No image {reference} in the engine.",
+        raise VerificationError(f"No image {image_id or reference} in the engine.",
                                 hint="Build it first (`invoke build`).") from e  # fmt: skip
     shown.start(key, f"{expectation} ({reference})", total=len(chosen) + 2, unit="steps")
     try:
@@ -117,27 +129,30 @@ def verify_image(
         shown.step(key, advance=1, message=f"{expectation}: starting the container")
         outcomes: list[Outcome] = []
         with running(
-            client, expectation, reference, root=ctx.root, prefix=ctx.prefix,
+            client, expectation, str(image.id), root=ctx.root, prefix=ctx.prefix,
             helper_image=ctx.helper_image, uid=ctx.uid, gid=ctx.gid, canary=canary,
+            partners=ctx.partners,
         ) as live:  # fmt: skip
             shown.step(key, advance=1)
             subject = Subject(
                 expectation=expectation, reference=reference, attrs=image.attrs, saved=saved,
                 running=live, scanner=scanner, uid=ctx.uid, gid=ctx.gid, root=ctx.root,
                 client=client, helper_image=ctx.helper_image, prefix=ctx.prefix,
+                partners=ctx.partners,
             )  # fmt: skip
             for check in chosen:
                 shown.step(key, message=f"{expectation}: {check.name}")
                 outcomes.append(_run_check(check.name, check.covers, check.run, subject, canary))
                 shown.step(key, advance=1)
             terminal = live.terminal_kind
+            partners = live.partners
     except BaseException:
         shown.finish(key, "error")
         raise
     verdict = ImageVerdict(
         image=expectation.image, variant=expectation.variant, reference=reference,
         image_id=str(image.id), terminal=terminal, outcomes=tuple(outcomes),
-        seconds=time.monotonic() - started, read_seconds=read_seconds,
+        seconds=time.monotonic() - started, read_seconds=read_seconds, partners=partners,
     )  # fmt: skip
     leaked = [v for v in canary.secrets() if v in repr(verdict)]
     if leaked:  # _run_check scrubs; this is the proof that nothing slipped past it
