@@ -121,6 +121,7 @@ def main() -> None:
                 assert d.unchanged, "the decision must be 'no change' right after a release"
         finally:
             stop_registry(fs, address=reg.address)
+            signing.stop_agent(gkey.home)
     median = statistics.median(decisions)
     table = Table(
         title="Cold release vs no-change rebuild ("

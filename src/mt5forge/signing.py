@@ -38,7 +38,7 @@ import gnupg
 from mt5forge import __version__
 from mt5forge.errors import ToolError, VerificationError
 from mt5forge.files import atomic_write
-from mt5forge.tools.run import which
+from mt5forge.tools.run import call, which
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,12 @@ def payload(digest: str, identity: str, *, now: float | None = None) -> bytes:
 
 def _gpg(home: Path) -> gnupg.GPG:
     return gnupg.GPG(gpgbinary=which("gpg"), gnupghome=str(home))
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent gpg started for ``home`` (a throw-away home must not leave one
+    running)."""
+    call("gpgconf", "--homedir", str(home), "--kill", "gpg-agent", timeout=30, check=False)
 
 
 def check_fingerprint(fingerprint: str) -> str:
@@ -197,6 +203,7 @@ def verify_simple(
             raise VerificationError(f"{public_key} does not hold the key {fpr}.")
         out = [_check_one(gpg, p, fpr, repository, digest) for p in paths]
     finally:
+        stop_agent(home)
         shutil.rmtree(home, ignore_errors=True)
     return out
 

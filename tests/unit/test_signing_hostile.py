@@ -26,10 +26,12 @@ PASSPHRASE = "p-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
-def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> signing.GpgKey:
-    return signing.make_gpg_key(
+def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[signing.GpgKey]:
+    key = signing.make_gpg_key(
         tmp_path_factory.mktemp("gpg") / "home", name="t", passphrase=PASSPHRASE
     )
+    yield key
+    signing.stop_agent(key.home)
 
 
 def _store(tmp_path: Path, blobs: list[bytes]) -> Path:

@@ -28,7 +28,7 @@ from mt5forge.report.views import (
     summary_report,
 )
 from mt5forge.sigcheck import check_all
-from mt5forge.signing import PASSPHRASE_ENV, make_gpg_key
+from mt5forge.signing import PASSPHRASE_ENV, make_gpg_key, stop_agent
 from mt5forge.stages import PIPELINE, run_stages
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.fetch import FetchResult
@@ -123,6 +123,7 @@ def demo(c: Context, verbose: bool = False) -> None:
         }
         for ref, cs in checks.items():
             show(checks_report(ref, cs))
+        stop_agent(keys.gpg_home)  # the throw-away key's gpg-agent ends with the signing
         bad = [c for cs in checks.values() for c in cs if not c.passed]
         if bad:
             raise VerificationError(f"{len(bad)} signature check(s) failed (see above).")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from keys import make_keys, passphrases
 
+from mt5forge.signing import stop_agent
 from mt5forge.stages import run_stages, select
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.sign import SigningKeys
@@ -62,5 +63,8 @@ def signing_keys(
     """Throw-away GnuPG and cosign keys, their passphrases in the environment while the
     session runs."""
     keys, gpg_pass, cosign_pass = make_keys(tmp_path_factory.mktemp("keys"), tools_image, "signer")
-    with passphrases(gpg_pass, cosign_pass):
-        yield keys
+    try:
+        with passphrases(gpg_pass, cosign_pass):
+            yield keys
+    finally:
+        stop_agent(keys.gpg_home)

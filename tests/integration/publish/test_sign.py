@@ -232,6 +232,7 @@ def test_gpg_signature_by_another_key_is_refused(signed: Signed, tmp_path: Path)
         identity=f"{signed.repository}:x",
         passphrase=passphrase,
     )
+    signing.stop_agent(other.home)
     store, policy, regd = _gpg_case(signed, tmp_path, blob)
     _refused_by_both_gpg(signed, store, policy, regd, match="not the pinned")
 
