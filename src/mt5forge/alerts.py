@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import apprise
-from mt5bridge.redact import Redactor, one_line
+from mt5bridge.redact import Redactor, is_account_name, is_secret_name, one_line
 
 from mt5forge.errors import ConfigError
 from mt5forge.watch import Finding
@@ -37,9 +37,6 @@ LINE_CAP = 300
 """Characters kept of one log line in an alert."""
 SECRET_FILE_CAP = 4096
 """Bytes read of one mounted secret file (a secret is short; a large file is not one)."""
-_SECRET_NAME = re.compile(
-    r"(?i)(pass(word|wd|phrase)?|pwd|secret|token|api[_-]?key|private[_-]?key|credential|login)"
-)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _URL_PARTS = re.compile(r"[/@?&=#:]")
 
@@ -131,7 +128,7 @@ def container_secrets(
         value = value.strip()
         if not value:
             return
-        if "LOGIN" in name.upper() and value.isdigit():
+        if is_account_name(name) and value.isdigit():
             accounts.add(int(value))
         elif len(value) >= 4:  # shorter, and every "1" in a log would be masked
             secrets.add(value)
@@ -139,7 +136,7 @@ def container_secrets(
     for key, value in env.items():
         if key.endswith("_FILE"):
             files[value] = key.removesuffix("_FILE")
-        elif _SECRET_NAME.search(key):
+        elif is_secret_name(key):  # the one list: mt5bridge.redact
             add(key, value)
     for mount in attrs.get("Mounts") or ():
         dest, source = str(mount.get("Destination", "")), str(mount.get("Source", ""))

@@ -11,16 +11,32 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
-#: Names whose value is a credential. ``*_FILE`` names point at a secret file, not a secret.
-SECRET_KEY = re.compile(
-    r"(?i)^(?!.*_FILE$)(?:.*(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|"
-    r"CREDENTIAL)S?.*|MT5_LOGIN|MT5_SERVER|VNC_PASSWORD|MT5_INVESTOR)$"
-)
+from mt5bridge.redact import ACCOUNT_KEY_WORDS, SECRET_KEY_WORDS, is_secret_name
 
+#: Environment variables and labels: secret-named by the one list (mt5bridge.redact), the
+#: credentials' and the account number's names alike; ``*_FILE`` names a file, not a secret.
+KEY_WORDS = (*SECRET_KEY_WORDS, *ACCOUNT_KEY_WORDS)
+
+#: File contents: the same words after a project prefix (MT5_, VNC_: MT5_PASSWORD=,
+#: MT5_LOGIN=), and with any prefix only the words distinctive enough to look for in every
+#: file of an image: TOKEN= or SECRET= alone occur in shipped code and tests.
+ANY_PREFIX_WORDS = ("password", "passwd", "api_key", "secret_key", "access_token", "auth_token")
+PROJECT_PREFIXES = ("MT5", "VNC", "X11VNC", "NOVNC")
+
+
+def _upper(words: Sequence[str], *, joined: bool) -> bytes:
+    """Upper-case forms of ``words``; ``joined``: ``API_KEY`` also as ``APIKEY``."""
+    forms = {w.upper().replace("_", "_?" if joined else "_") for w in words}
+    return b"(?:" + "|".join(sorted(forms, key=len, reverse=True)).encode() + b")S?"
+
+
+#: A project-prefixed key is secret-named when a whole word of it is one of the list's
+#: (MT5_VNC_PASSWORD, not MT5_BYPASS).
 _KEYS = (
-    rb"(?:(?:MT5|VNC|X11VNC|NOVNC)_[A-Z0-9_]*(?:PASSWORD|LOGIN|INVESTOR|TOKEN|SECRET)|"
-    rb"[A-Z0-9_]*(?:PASSWORD|PASSWD|API_KEY|SECRET_KEY|ACCESS_TOKEN|AUTH_TOKEN))"
-)
+    rb"(?:(?:" + "|".join(PROJECT_PREFIXES).encode() + rb")_(?:[A-Z0-9]+_)*"
+    + _upper(KEY_WORDS, joined=True)
+    + rb"|[A-Z0-9_]*" + _upper(ANY_PREFIX_WORDS, joined=False) + rb")"
+)  # fmt: skip
 _VALUE = rb"[ \t]*=[ \t]*[\"']?([^\s\"'$`{}()<>]{4,})(?=[\"'\s]|$)"
 
 #: ``KEY=value`` at the start of a line (env files, shell scripts, Dockerfile ENV): file contents.
@@ -68,6 +84,14 @@ _KEY_LITERALS = (b"PASSWORD", b"PASSWD", b"TOKEN", b"SECRET", b"API_KEY", b"MT5_
 #: Values of a secret-named key that are placeholders, not secrets.
 _PLACEHOLDERS = re.compile(rb"(?i)^(?:\*+|x+|none|null|changeme|example|placeholder|<[^>]*>)$")
 
+
+def _not_a_secret(key: str, value: bytes) -> bool:
+    """A placeholder, or the path of a key file (MT5_BRIDGE_TLS_KEY=/certs/bridge.key)."""
+    return bool(_PLACEHOLDERS.match(value)) or (
+        key.upper().endswith("KEY") and value.startswith(b"/")
+    )
+
+
 #: File names that hold credentials by convention.
 SECRET_NAMES = re.compile(
     r"(?:^|/)(?:id_rsa|id_dsa|id_ecdsa|id_ed25519|\.netrc|\.git-credentials|\.pypirc|\.npmrc|"
@@ -111,8 +135,8 @@ class Scanner:
                     yield Hit(rule=rule, where=where, sample=redact(m.group(0)))
         if any(lit in data for lit in _KEY_LITERALS):
             for m in assign.finditer(data):
-                if not _PLACEHOLDERS.match(m.group(2)):
-                    key = m.group(1).decode("ascii", "replace")
+                key = m.group(1).decode("ascii", "replace")
+                if not _not_a_secret(key, m.group(2)):
                     yield Hit(rule=f"credential by key name {key}", where=where,
                               sample=redact(m[2]))  # fmt: skip
                     break
@@ -124,7 +148,7 @@ class Scanner:
         """``KEY=value`` pairs (environment, labels): the key's name counts as much as the
         value's shape."""
         for key, value in pairs:
-            if SECRET_KEY.match(key) and value and not _PLACEHOLDERS.match(value.encode()):
+            if is_secret_name(key) and value and not _not_a_secret(key, value.encode()):
                 yield Hit(rule=f"credential by key name {key}", where=where, sample=redact(value))
             yield from self.scan(f"{key}={value}".encode(), f"{where} {key}", anywhere=True)
 

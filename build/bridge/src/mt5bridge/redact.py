@@ -29,15 +29,58 @@ from typing import Final
 
 MASK: Final = "***"
 
-# Key names whose value is a secret, whatever the value is. A key may carry a prefix that ends
-# in _ . or - (MT5_PASSWORD, db.password, x-api-key): the look-behind keeps "bypass" or
-# "compass" from matching, and the separator that must follow keeps "passed=" from matching.
-_KEY = (
-    r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_.-])*"
-    r"(?:pass(?:word|wd|phrase)?|pwd|secret|client[_-]?secret|passphrase|"
-    r"(?:access[_-]?|refresh[_-]?|auth[_-]?|id[_-]?|bearer[_-]?)?tokens?|"
-    r"api[\s_-]?keys?|private[_-]?key|authorization|credentials?|cookie)"
-)
+#: The one list of secret-named keys: the log redaction here, the alerts (mt5forge.alerts), the
+#: verify gate (mt5forge.verify.patterns) and the scan's rules (scan-secrets.yaml, held to it by
+#: tests/unit/test_secret_names.py) read it. A key is secret-named when one of these words ends
+#: it (logs: MT5_PASSWORD=, db.password:, x-api-key:) or is one of its words (names of
+#: environment variables, labels); ``_`` in a word stands for ``_``, ``-``, a space or nothing
+#: (api_key: API_KEY, api-key, apikey), and a trailing s is allowed. A name that ends in
+#: ``_FILE`` names the file that holds a secret (MT5_PASSWORD_FILE=/run/secrets/...): its value
+#: is a path, no secret.
+SECRET_KEY_WORDS: Final = (
+    "password", "passwd", "passphrase", "pass", "pwd", "secret", "client_secret", "secret_key",
+    "token", "access_token", "refresh_token", "auth_token", "id_token", "bearer_token",
+    "api_key", "private_key", "tls_key", "authorization", "credential", "cookie", "investor",
+)  # fmt: skip
+#: Keys whose value is the trading account's number (MT5_LOGIN): not a credential, so a log
+#: shows its last digits (mask_account) rather than nothing, but kept out of every image,
+#: alert and report like one.
+ACCOUNT_KEY_WORDS: Final = ("login",)
+#: The project's own credential variables, each secret-named by the words above: the scan's
+#: rules must catch each of them given a value in an image (tests/unit/test_secret_names.py).
+CREDENTIAL_NAMES: Final = (
+    "MT5_PASSWORD", "MT5_INVESTOR_PASSWORD", "MT5_VNC_PASSWORD", "VNC_PASSWORD",
+    "MT5_BRIDGE_TLS_KEY",
+)  # fmt: skip
+ACCOUNT_NAMES: Final = ("MT5_LOGIN",)
+
+
+def _alternation(words: Iterable[str]) -> str:
+    forms = sorted({w.replace("_", r"[\s_-]?") for w in words}, key=len, reverse=True)
+    return "(?:" + "|".join(forms) + ")s?"
+
+
+_WORDS = _alternation(SECRET_KEY_WORDS)
+_NAME = re.compile(rf"(?i)(?<![A-Za-z]){_alternation((*SECRET_KEY_WORDS, *ACCOUNT_KEY_WORDS))}"
+                   r"(?![A-Za-z])")  # fmt: skip
+_ACCOUNT_NAME = re.compile(rf"(?i)(?<![A-Za-z]){_alternation(ACCOUNT_KEY_WORDS)}(?![A-Za-z])")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable or label named ``name`` holds a secret or the account number: one of
+    its words (split at anything but a letter) is one of the list's. ``*_FILE``: a path."""
+    return not name.upper().endswith("_FILE") and bool(_NAME.search(name))
+
+
+def is_account_name(name: str) -> bool:
+    """Whether ``name`` (secret-named) holds the account number rather than a credential."""
+    return is_secret_name(name) and bool(_ACCOUNT_NAME.search(name))
+
+
+# Key names in log text. A key may carry a prefix that ends in _ . or - (MT5_PASSWORD,
+# db.password, x-api-key): the look-behind keeps "bypass" or "compass" from matching, and the
+# separator that must follow keeps "passed=" from matching.
+_KEY = rf"(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_.-])*{_WORDS}"
 # The value: quoted (", ', or the \" \' of a repr inside a repr), or bare up to the next
 # "key=" / "key:" or the end of the line. Bare values run past spaces on purpose: a password
 # may contain them, and masking a bit more than the value is the safe side.
@@ -56,7 +99,8 @@ _URL_USERINFO = re.compile(
 )
 # Words one of which a keyed secret or a scheme contains: a line with none of them (most lines)
 # skips those patterns. Case-folded, as the patterns match case-insensitively.
-_KEY_HINTS = ("pass", "pwd", "secret", "token", "api", "key", "auth", "credential", "cookie")
+_KEY_HINTS = ("pass", "pwd", "secret", "token", "api", "key", "auth", "credential", "cookie",
+              "investor")  # fmt: skip
 _SCHEME_HINTS = ("bearer", "basic", "digest")
 # Between the digits of an account number: a thousands separator of any locale, or none.
 _DIGIT_GAP = r"[\s,._'\u2019\u00a0\u202f\u2009]?"
