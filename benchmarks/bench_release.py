@@ -9,8 +9,9 @@ Run: ``.venv/bin/python benchmarks/bench_release.py [--image bot --variant slim]
    made first and not timed), then every signature checked by every verifier.
 2. The rebuild state is then what that release left (build ID, images, SBOMs); ``rebuild``'s
    decision is timed ``--runs`` times: base stage (reuse), the repository inputs hashed, the
-   apt snapshot of each released image (``apt-get update`` + ``apt-get -s upgrade`` in a
-   throw-away container), the build ID compared. Nothing is built or pushed.
+   apt snapshot of every released Debian package (``apt-get update`` + ``apt-cache policy`` in
+   one throw-away container of the base image), the build ID compared. Nothing is built or
+   pushed.
 
 The goal is a decision within 2 % of the cold release. Prints one table and writes
 ``<run_dir>/bench/release.json``. The images contain fixture artifacts.
@@ -38,11 +39,12 @@ from mt5forge.registry import start_registry, stop_registry
 from mt5forge.release import (
     Released,
     State,
+    apt_snapshot,
     current_build_id,
     decide,
     publish,
+    released_packages,
     save_state,
-    snapshot,
 )
 from mt5forge.stages import Options, run_stages, select
 from mt5forge.stages.sign import SigningKeys
@@ -109,7 +111,9 @@ def main() -> None:
             bid = current_build_id(
                 fs.root,
                 base_digest=str(base.image_id),
-                packages=snapshot([r.image_id for r in images.values()]),
+                packages=apt_snapshot(
+                    str(base.image_id), released_packages(State(build_id="", images=images))
+                ),
             )
             save_state(fs.run_dir, State(build_id=bid, images=images))
             decisions = []

@@ -7,8 +7,10 @@ tags too), sign, and every signature checked by every verifier.
 
 Rebuild decides "no change" *before* any build or push. Its build ID hashes what an image is
 made from (:func:`mt5forge.provenance.build_id`): the lock, manifests and ``build/`` tree, the
-base image's digest, and the apt snapshot, the Debian package versions the last released image
-would be upgraded to now (``apt-get -s upgrade`` in a throw-away container of it). The last
+base image's digest, and the apt snapshot: the version apt would install now of every Debian
+package in the last released images (their SBOMs name them; ``apt-cache policy`` after
+``apt-get update`` in one throw-away container of the base image, since the secure variants
+carry no dpkg to ask). The last
 release's build ID, digests and SBOMs are kept in ``<run_dir>/rebuild/state.json``. With the
 same ID the rebuild stops there. Otherwise it builds fresh (``apt-get upgrade``), and publishes
 only when the package set in the new SBOM differs from the last released one or a fixable
@@ -18,7 +20,6 @@ vulnerability was closed; the package diff is printed in the ``package_versions.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import re
@@ -42,7 +43,8 @@ from mt5forge.tools.run import call
 from mt5forge.tools.toolsimage import ensure_tools_image
 
 STATE = "state.json"
-_INST = re.compile(r"^Inst (\S+) (?:\[(\S+)\] )?\((\S+) ")
+_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?$")
+"""A Debian binary package name (optionally :arch): anything else never reaches apt."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,14 +109,18 @@ def save_state(run_dir: Path, state: State) -> Path:
     return atomic_write(state_path(run_dir), json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
-def apt_snapshot(image: str, *, timeout: float = 300) -> dict[str, str]:
-    """``package -> version`` apt would leave in ``image`` after an upgrade now: what is
-    installed, with every pending upgrade applied (``apt-get -s upgrade``, nothing changed)."""
-    script = (
-        "set -e; dpkg-query -W -f '${Package} ${Version}\\n'; echo ---; "
-        "apt-get update -qq >/dev/null 2>&1 || true; apt-get -s -qq upgrade 2>/dev/null || true"
-    )
-    out = call(
+def apt_snapshot(
+    base_image: str, packages: Sequence[str], *, timeout: float = 300
+) -> dict[str, str]:
+    """``package -> version`` apt would install for each of ``packages`` now: the candidate
+    versions after ``apt-get update``, asked in a throw-away container of the base image (the
+    released images' own apt may be gone: the secure variants drop dpkg). A package the archive
+    no longer has maps to ``(none)``."""
+    names = sorted({p for p in packages if _PKG.match(p)})
+    if not names:
+        return {}
+    script = 'apt-get update -qq >/dev/null 2>&1 || exit 3; apt-cache policy -- "$@"'
+    proc = call(
         "docker",
         "run",
         "--rm",
@@ -124,18 +130,38 @@ def apt_snapshot(image: str, *, timeout: float = 300) -> dict[str, str]:
         "0:0",
         "--entrypoint",
         "/bin/sh",
-        image,
+        base_image,
         "-c",
         script,
+        "apt-snapshot",
+        *names,
         timeout=timeout,
-    ).stdout.decode()
-    installed, _, sim = out.partition("\n---\n")
-    versions = dict(line.split(" ", 1) for line in installed.splitlines() if " " in line)
-    for line in sim.splitlines():
-        m = _INST.match(line)
-        if m:
-            versions[m.group(1)] = m.group(3)
-    return versions
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RecordError(
+            f"apt in {base_image[:19]} could not refresh its package lists (exit "
+            f"{proc.returncode}); the rebuild cannot tell whether a package changed.",
+            hint=(proc.stderr or b"").decode("utf-8", "replace")[-300:] or None,
+        )
+    found: dict[str, str] = {}
+    current = ""
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = line[:-1]
+        elif current and line.strip().startswith("Candidate:"):
+            found[current] = line.split(":", 1)[1].strip()
+    return {n: found.get(n, "(none)") for n in names}
+
+
+def released_packages(state: State | None) -> list[str]:
+    """The Debian packages in any released image, from its SBOM."""
+    names: set[str] = set()
+    for r in state.images.values() if state else ():
+        path = Path(r.sbom)
+        if path.is_file():
+            names.update(k[4:] for k in sbom_packages(path) if k.startswith("deb:"))
+    return sorted(names)
 
 
 def current_build_id(root: Path, *, base_digest: str, packages: Mapping[str, str]) -> str:
@@ -308,25 +334,13 @@ class Decision:
         return self.build_id == self.previous
 
 
-def snapshot(images: Sequence[str]) -> dict[str, str]:
-    """The apt snapshot of several images at once (one container each, in parallel)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        found = list(pool.map(apt_snapshot, images))
-    return {
-        f"{img}|{pkg}": ver
-        for img, snap in zip(images, found, strict=True)
-        for pkg, ver in snap.items()
-    }
-
-
 def decide(settings: Settings, *, base_digest: str) -> Decision:
     """The build ID of what a rebuild would make now, beside the last release's: computed
-    from the repository, the base image and the released images' apt snapshot, with nothing
+    from the repository, the base image and the released packages' apt snapshot, with nothing
     built or pushed."""
     started = time.monotonic()
     state = load_state(settings.run_dir)
-    released = sorted({r.image_id for r in (state.images.values() if state else ())})
-    packages = snapshot(released) if released else {}
+    packages = apt_snapshot(base_digest, released_packages(state)) if state else {}
     bid = current_build_id(settings.root, base_digest=base_digest, packages=packages)
     return Decision(
         build_id=bid,
@@ -395,7 +409,9 @@ def publish_if_changed(
     after = current_build_id(
         settings.root,
         base_digest=decision.base_digest,
-        packages=snapshot(sorted(r.image_id for r in images.values())),
+        packages=apt_snapshot(
+            decision.base_digest, released_packages(State(build_id="", images=images))
+        ),
     )
     save_state(settings.run_dir, State(build_id=after, images=images))
     return Rebuilt(decision=decision, built=True, diffs=diffs, closed=closed, published=published)
