@@ -21,7 +21,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mt5bridge import jsonlog
 from mt5bridge.errors import HandshakeError
 from mt5bridge.handshake import client_handshake
 from mt5bridge.tls import TlsFiles
+from waiting import wait_for
 
 from mt5forge.certs import issue, make_ca, write_bundle, write_cert, write_key
 from mt5forge.tools.host import ensure_programs
@@ -53,17 +53,6 @@ def records(path: Path) -> list[dict[str, Any]]:
         assert record is not None, f"not a schema line in {path.name}: {line!r}"
         out.append(record)
     return out
-
-
-def wait_for(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 # --- the audit trail of a bridge process -----------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from mt5bridge import constants as C
+from waiting import wait_for
 
 from mt5forge.pairing import run_pair
 from mt5forge.tools.host import ensure_programs
@@ -46,17 +47,6 @@ ASK = (
     "err = mt5.last_error()\n"
     "print(json.dumps({'initialize': ok, 'last_error': list(err), 'status': remote.status()}))\n"
 )
-
-
-def wait_for(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def logs(c: Any) -> str:
