@@ -131,6 +131,26 @@ def test_a_third_container_without_a_certificate_is_refused(
     assert out.startswith("REFUSED"), out
 
 
-def test_certificate_keys_stay_out_of_the_repository(tls_bridge: Any) -> None:
-    _, good, _ = tls_bridge
+def test_certificate_keys_stay_out_of_the_repository_and_the_container(tls_bridge: Any) -> None:
+    """The server key is made at test time outside the tree and reaches the bridge only through
+    a read-only mount: none of its lines is in the container's exported filesystem (image layers
+    plus whatever the running bridge wrote)."""
+    c, good, _ = tls_bridge
     assert not Path(good.server_key).is_relative_to(Path(__file__).resolve().parents[2])
+    body = [
+        line.encode()
+        for line in Path(good.server_key).read_text().splitlines()
+        if line and not line.startswith("-----")
+    ]
+    needle = max(body, key=len)
+    assert len(needle) >= 40, "the key should have a long base64 line to look for"
+    # Control: the running bridge does see the key, at its mount.
+    mounted = c.exec_run(["python3", "-c", "print(open('/run/tls/server.key').read())"])
+    assert mounted.exit_code == 0 and needle in mounted.output, mounted.output[-200:]
+    tail, seen = b"", 0
+    for chunk in c.export(chunk_size=1 << 20):
+        window = tail + chunk
+        assert needle not in window, "a line of the bridge's TLS key is in the container"
+        tail = window[-len(needle) :]
+        seen += len(chunk)
+    assert seen > 10_000_000, f"the export was only {seen} bytes: not the container's filesystem"
