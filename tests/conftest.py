@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from mt5forge import config
 from mt5forge.base import BaseImage, ensure_base
@@ -19,6 +21,12 @@ from mt5forge.stages import PIPELINE, run_stages, select
 from mt5forge.stages.build import BuildResult
 
 REPO = Path(__file__).resolve().parent.parent
+
+# In CI (the README's test command, CI=true) property tests draw the same examples every run, so
+# a red run is reproducible and never a roll of the dice; run locally they explore new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
 CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
