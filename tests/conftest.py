@@ -22,11 +22,11 @@ from mt5forge.stages.build import BuildResult
 
 REPO = Path(__file__).resolve().parent.parent
 
-# In CI (the README's test command, CI=true) property tests draw the same examples every run, so
-# a red run is reproducible and never a roll of the dice; run locally they explore new ones.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    hypothesis_settings.load_profile("ci")
+# Property tests draw the same examples every run, so a red run (CI's, the README's test
+# command) is reproducible and never a roll of the dice. HYPOTHESIS_EXPLORE=1 draws new ones.
+hypothesis_settings.register_profile("fixed", derandomize=True, print_blob=True)
+if not os.environ.get("HYPOTHESIS_EXPLORE"):
+    hypothesis_settings.load_profile("fixed")
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
 CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
