@@ -1,11 +1,15 @@
 """One list of secret-named keys (mt5bridge.redact), four readers that agree on it: the log
 redaction, the alerts, the verify gate and the scan's Trivy rules (scan-secrets.yaml). Every
 credential name of the list, given a value, is caught by each; given a variable reference
-(``$VAR``) or as ``*_FILE`` (a path to the secret) it is caught by none."""
+(``$VAR``) or as ``*_FILE`` (a path to the secret) it is caught by none.
+
+The scan's side is the real Trivy binary (``trivy fs --scanners secret --secret-config``, the
+rules as the scan gate gives them): every line below is written to a file of its own and
+scanned once, so a keyword, regex or RE2 detail that Trivy reads differently fails here."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ from mt5bridge.redact import (
 )
 
 from mt5forge.alerts import container_secrets
+from mt5forge.tools.run import call
+from mt5forge.tools.trivy import parse_report
 from mt5forge.verify import patterns
 from mt5forge.verify.patterns import Scanner
 
@@ -47,32 +53,65 @@ def _rules() -> list[dict[str, Any]]:
     return list(rules)
 
 
-def _trivy(line: str) -> list[str]:
-    """The rules that fire on ``line`` as Trivy applies them: a keyword (case-insensitive)
-    in the content first, then the regex (RE2; these use only syntax Python shares)."""
-    return [
-        r["id"]
-        for r in _rules()
-        if any(k.lower() in line.lower() for k in r["keywords"]) and re.search(r["regex"], line)
-    ]
-
-
 NAMES = (*CREDENTIAL_NAMES, *ACCOUNT_NAMES)
+REFS = ("$MT5_VALUE", "${MT5_VALUE}", '"$MT5_VALUE"', "'${X:-y}'")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_the_scan_rules_catch_every_credential_name_given_a_value(name: str) -> None:
+def _positives(name: str) -> list[str]:
     value = _value(name)
-    for line in (f"{name}={value}", f'export {name}="{value}"', f"ENV {name}={value}"):
-        assert _trivy(line), f"no rule of scan-secrets.yaml catches {line!r}"
-    assert _trivy(f"{name}={PEM}\n") or not name.endswith("KEY")
+    return [f"{name}={value}", f'export {name}="{value}"', f"ENV {name}={value}"]
+
+
+def _negatives(name: str) -> list[str]:
+    return [*(f"{name}={ref}" for ref in REFS), f"{name}_FILE=/run/secrets/{name.lower()}"]
+
+
+def _lines() -> list[str]:
+    out: list[str] = []
+    for name in NAMES:
+        out += [*_positives(name), f"{name}={PEM}", *_negatives(name)]
+    return list(dict.fromkeys(out))
+
+
+@pytest.fixture(scope="module")
+def trivy_hits(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, set[str]]:
+    """Line -> the rule ids real Trivy reports on a file holding only that line (its own
+    rules and scan-secrets.yaml's, as the scan gate runs it)."""
+    root = tmp_path_factory.mktemp("secret-lines")
+    cases = root / "cases"
+    cases.mkdir()
+    lines = _lines()
+    for i, line in enumerate(lines):
+        (cases / f"c{i:04d}.env").write_text(line + "\n", encoding="utf-8")
+    proc = call(
+        "trivy", "fs", "--quiet", "--format", "json", "--exit-code", "0",
+        "--scanners", "secret", "--secret-config", str(REPO / "scan-secrets.yaml"),
+        "--cache-dir", str(root / "cache"), "--offline-scan", str(cases),
+        timeout=300,
+    )  # fmt: skip
+    hits: dict[str, set[str]] = {line: set() for line in lines}
+    for f in parse_report(proc.stdout).findings:
+        hits[lines[int(Path(f.target).stem[1:])]].add(f.id)
+    return hits
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("ref", ["$MT5_VALUE", "${MT5_VALUE}", '"$MT5_VALUE"', "'${X:-y}'"])
-def test_no_scan_rule_fires_on_a_variable_reference(name: str, ref: str) -> None:
-    assert _trivy(f"{name}={ref}") == []
-    assert _trivy(f"{name}_FILE=/run/secrets/{name.lower()}") == []
+def test_the_scan_rules_catch_every_credential_name_given_a_value(
+    name: str, trivy_hits: Mapping[str, set[str]]
+) -> None:
+    ours = {r["id"] for r in _rules()}
+    for line in _positives(name):
+        assert trivy_hits[line] & ours, f"no rule of scan-secrets.yaml catches {line!r}"
+    if name.endswith("KEY"):
+        assert "mt5-bridge-tls-key" in trivy_hits[f"{name}={PEM}"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_scan_rule_fires_on_a_variable_reference_or_a_file_path(
+    name: str, trivy_hits: Mapping[str, set[str]]
+) -> None:
+    for line in _negatives(name):
+        assert trivy_hits[line] == set(), line
 
 
 @pytest.mark.parametrize("name", NAMES)
