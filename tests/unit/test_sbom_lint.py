@@ -99,3 +99,34 @@ def test_lint_refuses_ignores_without_reasons(tmp_path: Path) -> None:
 
 def test_the_repository_ignores_all_carry_reasons() -> None:
     assert lint.ignore_reasons(REPO) == []
+
+
+def _bad_inputs(root: Path) -> None:
+    """A Dockerfile hadolint fails (DL3020: ADD of a local file) and trivy config fails (the
+    last USER is root: DS-0002), and a compose file with a key the Compose Specification does
+    not have."""
+    (root / "build" / "bad").mkdir(parents=True)
+    (root / "build" / "bad" / "Dockerfile").write_text(
+        "FROM debian:trixie-slim@sha256:" + "0" * 64 + "\n"
+        "ADD app.py /opt/app.py\n"
+        "USER root\n"
+        'HEALTHCHECK CMD ["true"]\n'
+        'CMD ["python3", "/opt/app.py"]\n'
+    )
+    (root / "compose").mkdir()
+    (root / "compose" / "bad.yaml").write_text(
+        "services:\n  bot:\n    image: mt5forge/bot:slim\n    restart_policy: always\n"
+    )
+
+
+def test_lint_fails_on_each_tool_naming_the_rule_and_file(tmp_path: Path) -> None:
+    """The real `invoke lint` entry point (hadolint, trivy config, check-jsonschema) over a
+    tree with one fault per tool: each is a failing finding that names its rule and its file."""
+    _bad_inputs(tmp_path)
+    found = lint.lint_all(tmp_path, trivy_cache=tmp_path / "trivy-cache")
+    failing = {(f.tool, f.code, f.file) for f in found if f.failing}
+    assert ("hadolint", "DL3020", "build/bad/Dockerfile (staged)") in failing, found
+    assert ("trivy config", "DS-0002", "build/bad/Dockerfile") in failing, found
+    compose = [f for f in found if f.tool == "compose-spec"]
+    assert compose and all(f.failing and f.file == "compose/bad.yaml" for f in compose)
+    assert any("restart_policy" in f.message for f in compose), compose
