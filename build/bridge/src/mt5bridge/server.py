@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import errno
 import ipaddress
 import logging
+import math
 import os
 import queue
 import selectors
@@ -50,6 +52,10 @@ from rpyc.utils.classic import SlaveService  # type: ignore[import-untyped]
 
 from mt5bridge import audit, jsonlog
 from mt5bridge.backends import ModuleBackend, metatrader5_backend, simulator_backend
+from mt5bridge.constants import (
+    ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+    ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+)
 from mt5bridge.envsecrets import SettingError, read_setting
 from mt5bridge.errors import ConfigError, HandshakeError, NotBridgePeerError, ProtocolError
 from mt5bridge.frames import DEFAULT_MAX_FRAME, Frame, FrameReader, Refused
@@ -64,7 +70,7 @@ from mt5bridge.handshake import (
 from mt5bridge.journal import JournalFollower, journal_dirs
 from mt5bridge.redact import FORMAT, RedactingFormatter, Redactor
 from mt5bridge.service import RPYC_CONFIG, BridgeService
-from mt5bridge.simulator import SimulatorConfig
+from mt5bridge.simulator import HISTORY_START, SimulatorConfig
 from mt5bridge.tls import TlsFiles, server_context
 
 log = logging.getLogger("mt5bridge.server")
@@ -713,6 +719,52 @@ _LIMITS: tuple[tuple[str, type, float | int, str], ...] = (
 )
 
 
+_MARGIN_MODES = {
+    "hedging": ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+    "netting": ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+}
+#: The latest --sim-start: a year short of what datetime holds, so the clock can run on.
+_LATEST_START = dt.datetime(9998, 1, 1, tzinfo=dt.UTC).timestamp()
+
+
+def _sim_speed(text: str) -> float:
+    """--sim-speed / MT5_SIM_SPEED: simulated seconds per wall-clock second, above 0."""
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = math.nan
+    if not math.isfinite(speed) or speed <= 0:
+        raise argparse.ArgumentTypeError(
+            "must be a number above 0, simulated seconds per wall-clock second (flag or "
+            f"MT5_SIM_SPEED), got {text!r}"
+        )
+    return speed
+
+
+def _sim_start(text: str) -> float:
+    """--sim-start / MT5_SIM_START: an ISO 8601 time (UTC when it names no offset; another
+    offset is converted) or Unix seconds, from 2015-01-01 (where the generated history starts)."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                "must be an ISO 8601 time such as 2024-03-06T12:00:00Z, or Unix seconds "
+                f"(flag or MT5_SIM_START), got {text!r}"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = when.timestamp()
+    if not math.isfinite(seconds) or not 0 <= seconds < _LATEST_START:
+        raise argparse.ArgumentTypeError(
+            f"is out of range (1970 to 9997; flag or MT5_SIM_START): {text!r}"
+        )
+    return seconds
+
+
 def _limit_var(flag: str) -> str:
     return "MT5_BRIDGE_" + flag.replace("-", "_").upper()
 
@@ -741,6 +793,27 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sim-balance", type=float, default=env("MT5_SIM_BALANCE", "10000"))
     p.add_argument("--sim-csv", action="append", default=[], metavar="SYMBOL=PATH",
                    help="M1 bars for SYMBOL from a CSV (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--sim-margin-mode",
+        type=str.lower,
+        choices=tuple(_MARGIN_MODES),
+        default=env("MT5_SIM_MARGIN_MODE", "hedging"),
+        help="the account's position accounting (default hedging; MT5_SIM_MARGIN_MODE)",
+    )
+    p.add_argument(
+        "--sim-speed",
+        type=_sim_speed,
+        default=env("MT5_SIM_SPEED", "1"),
+        help="simulated seconds per wall-clock second (default 1; MT5_SIM_SPEED)",
+    )
+    p.add_argument(
+        "--sim-start",
+        type=_sim_start,
+        default=env("MT5_SIM_START") or None,
+        metavar="TIME",
+        help="simulated time at start, where history ends: ISO 8601 (UTC unless it names an "
+        "offset) or Unix seconds (default: now; MT5_SIM_START)",
+    )
     p.add_argument("--log-level", type=str.upper, default=env("MT5_BRIDGE_LOG_LEVEL", "INFO"),
                    choices=_LEVELS)  # fmt: skip
     limits = p.add_argument_group("limits (each also from its MT5_BRIDGE_* variable)")
@@ -750,6 +823,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.log_level not in _LEVELS:  # argparse checks choices on the command line only
         p.error(f"MT5_BRIDGE_LOG_LEVEL must be one of {', '.join(_LEVELS)}")
+    if args.sim_margin_mode not in _MARGIN_MODES:  # the same for the variable
+        p.error(f"MT5_SIM_MARGIN_MODE must be one of {', '.join(_MARGIN_MODES)}, "
+                f"got {args.sim_margin_mode!r}")  # fmt: skip
     return args
 
 
@@ -773,8 +849,18 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         if not sep:
             raise ConfigError(f"--sim-csv expects SYMBOL=PATH, got {item!r}")
         csv[symbol] = Path(path)
+    origin = args.sim_start
+    if origin is not None and origin < HISTORY_START and not csv:
+        raise ConfigError(
+            "--sim-start (MT5_SIM_START) is before 2015-01-01, where the simulator's history "
+            "starts; replay a CSV (--sim-csv) for earlier times"
+        )
+    if origin is None and args.sim_speed != 1.0 and not csv:
+        origin = time.time()  # the simulator runs the wall clock itself only at speed 1
     return SimulatorConfig(login=int(login), password=password, server=server,
-                           seed=args.sim_seed, balance=args.sim_balance, csv_bars=csv)  # fmt: skip
+                           seed=args.sim_seed, balance=args.sim_balance, csv_bars=csv,
+                           margin_mode=_MARGIN_MODES[args.sim_margin_mode],
+                           time_origin=origin, speed=args.sim_speed)  # fmt: skip
 
 
 def build_server(args: argparse.Namespace) -> BridgeServer:
