@@ -77,10 +77,13 @@ def requests_for(
     plan = targets(settings, images, variants)
     if ref is not None:
         if len(plan) != 1:
+            missing = [o for o, given in (("--image", images), ("--variant", variants))
+                       if not given]  # fmt: skip
+            why = f"{' and '.join(missing)} not given, so " if missing else ""
             raise VerificationError(
-                f"--ref {ref} needs exactly one image and variant to judge it by; "
-                f"{len(plan)} were selected.",
-                hint="Add --image and --variant (e.g. --image bot --variant slim).",
+                f"--ref {ref} is judged by the expectations of exactly one image and variant; "
+                f"{why}{len(plan)} were selected: {', '.join(map(str, plan))}.",
+                hint="Name one of each (e.g. --image bot --variant slim).",
             )
         return [VerifyRequest(target=plan[0], reference=ref)]
     return [VerifyRequest(target=t, reference=t.reference(settings.images.prefix)) for t in plan]
