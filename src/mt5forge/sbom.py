@@ -8,7 +8,8 @@ Windows wheels in the Wine prefix included. :func:`enrich` adds, with cyclonedx-
   sha256, upstream URL, how it was verified, and its origin (``upstream``, ``real-from-PyPI``
   or ``fixture``: a stand-in is never presented as the upstream file);
 - the pinned hashes of the Python wheels and whether each is the Windows (win_amd64) build in
-  the Wine prefix or a Linux one;
+  the Wine prefix or a Linux one; the Windows CPython artifact (python.org's embeddable zip)
+  carries the same ``mt5forge:platform`` property;
 - the image as the root component: reference, image ID, variant, profile, base image.
 
 :func:`crosscheck` compares the pinned requirement files (read by cyclonedx-bom's
@@ -48,6 +49,9 @@ from mt5forge.tools.run import call
 SPEC = "1.6"
 PROP = "mt5forge:"
 """Prefix of the properties mt5forge adds (CycloneDX property taxonomy: a namespace)."""
+WINE_PREFIX = " (Wine prefix)"
+_WINDOWS_PYTHON = re.compile(r"python-\d[\w.]*-embed-(?P<arch>amd64|arm64|win32)\.zip")
+_WHEEL_TAG = {"amd64": "win_amd64", "arm64": "win_arm64", "win32": "win32"}
 
 
 def normalize(name: str) -> str:
@@ -147,7 +151,16 @@ def crosscheck(
     return problems
 
 
+def artifact_platform(a: ArtifactFacts) -> str:
+    """The platform of a Windows CPython artifact (python.org's embeddable zip,
+    ``python-V-embed-ARCH.zip``), named as a wheel tag names it and said to live in the Wine
+    prefix, like the wheels installed into it; empty for any other artifact."""
+    m = _WINDOWS_PYTHON.fullmatch(a.filename)
+    return _WHEEL_TAG[m.group("arch")] + WINE_PREFIX if m else ""
+
+
 def _artifact_component(a: ArtifactFacts) -> Component:
+    platform = artifact_platform(a)
     purl = PackageURL(
         type="generic",
         name=a.name,
@@ -173,6 +186,7 @@ def _artifact_component(a: ArtifactFacts) -> Component:
             Property(name=f"{PROP}origin", value=a.origin),
             Property(name=f"{PROP}verified-by", value=a.verified_by),
             Property(name=f"{PROP}upstream-url", value=a.upstream_url),
+            *([Property(name=f"{PROP}platform", value=platform)] if platform else []),
         ],
     )
 
@@ -214,7 +228,7 @@ def enrich(
         )
         c.properties.add(
             Property(
-                name=f"{PROP}platform", value="win_amd64 (Wine prefix)" if windows else "linux"
+                name=f"{PROP}platform", value=f"win_amd64{WINE_PREFIX}" if windows else "linux"
             )
         )
     added = [_artifact_component(a) for a in artifacts]
@@ -285,6 +299,7 @@ def summarize(text: str, trivy_doc: Mapping[str, Any]) -> Summary:
     windows = sum(
         1
         for c in comps
+        if str(c.get("purl", "")).startswith("pkg:pypi/")
         for p in c.get("properties") or []
         if p.get("name") == f"{PROP}platform" and p.get("value", "").startswith("win")
     )
