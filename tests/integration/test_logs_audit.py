@@ -59,8 +59,9 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def tls_bridge(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, TlsFiles], str]]:
-    """A simulator bridge with mutual TLS and MT5_LOG_DIR, as its own process."""
+def tls_bridge(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, TlsFiles], str, int]]:
+    """A simulator bridge with mutual TLS and MT5_LOG_DIR, as its own process: its port, log
+    directory, certificates, account password and process id."""
     good = write_bundle(tmp_path / "deploy", server_names=("127.0.0.1",))
     intruder = issue(make_ca("another CA"), "intruder", client=True)
     write_cert(tmp_path / "intruder.crt", intruder.cert)
@@ -86,16 +87,16 @@ def tls_bridge(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, TlsFiles],
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("mt5bridge listening on "), line
-        yield int(line.split()[3].rsplit(":", 1)[1]), logs, pki, password
+        yield int(line.split()[3].rsplit(":", 1)[1]), logs, pki, password, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=15)
 
 
 def test_audit_records_a_login_and_a_refused_tls_client(
-    tls_bridge: tuple[int, Path, dict[str, TlsFiles], str],
+    tls_bridge: tuple[int, Path, dict[str, TlsFiles], str, int],
 ) -> None:
-    port, logs, pki, password = tls_bridge
+    port, logs, pki, password, pid = tls_bridge
     bridge = mt5.Bridge("127.0.0.1", port, tls=pki["client"])
     try:
         assert bridge.initialize(login=SIM_LOGIN, password=password, server=SIM_SERVER)
@@ -144,6 +145,27 @@ def test_audit_records_a_login_and_a_refused_tls_client(
         assert password not in text and str(SIM_LOGIN) not in text, path.name
     # Append-only: the file was opened once and only grew (no record rewritten).
     assert audit.stat().st_mode & 0o777 == 0o640
+    # And the bridge holds it open for appending, write-only: its one descriptor on the file,
+    # as the kernel reports it.
+    [flags] = open_flags(pid, audit)
+    assert flags & os.O_APPEND, f"audit.jsonl open without O_APPEND: flags {flags:#o}"
+    assert flags & os.O_ACCMODE == os.O_WRONLY, f"audit.jsonl open readable: flags {flags:#o}"
+
+
+def open_flags(pid: int, path: Path) -> list[int]:
+    """The open flags of each of process `pid`'s descriptors on `path` (/proc/PID/fdinfo)."""
+    target = path.resolve()
+    flags = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if Path(os.readlink(fd)) != target:
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text(encoding="ascii")
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        (line,) = (x for x in info.splitlines() if x.startswith("flags:"))
+        flags.append(int(line.split()[1], 8))
+    return flags
 
 
 def test_audit_records_a_peer_that_leaves_in_the_handshake_and_a_probe(tmp_path: Path) -> None:
