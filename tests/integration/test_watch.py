@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -22,19 +23,18 @@ from typing import Any
 
 import pytest
 from mt5bridge.redact import Redactor
+from waiting import wait_for
 
 from mt5forge.alerts import Alert, deliver, parse_targets
 from mt5forge.base import BaseImage
 from mt5forge.config import Settings
 from mt5forge.monitor import COMPOSE_PROJECT, Watcher, make_watcher
-from mt5forge.watch import Finding
+from mt5forge.watch import Event, Finding, parse_event
 
 pytestmark = pytest.mark.integration
 
 IMAGE = "mt5forge/base:trixie"
 BODY_CAP = 1 << 20
-QUIET = 3.0
-"""Seconds with no further alert after the expected one: "exactly one"."""
 
 
 class Receiver:
@@ -84,21 +84,83 @@ class Receiver:
         with self.lock:
             raise AssertionError(f"no alert about {name} in {timeout:.0f} s; got {self.posts}")
 
-    def exactly_one(self, name: str, timeout: float, quiet: float = QUIET) -> dict[str, Any]:
-        first = self.wait_for(name, timeout)
-        time.sleep(quiet)
-        got = self.about(name)
-        assert len(got) == 1, f"{len(got)} alerts about {name}: {got}"
-        return first
+
+class CountingWatcher(Watcher):
+    """The real watcher, noting each Docker event its rules have handled and each finding they
+    raised: a test waits for the event it needs instead of a fixed quiet time. A finding is
+    noted in the rules' thread, before it is queued for sending, so "no finding about X after
+    X's event was handled" is exact, and holds for the receiver too."""
+
+    def __init__(self, base: Watcher) -> None:
+        super().__init__(base.client, label_filter=base.label_filter, thresholds=base.thresholds,
+                         on_alert=base.on_alert, log_lines=base.log_lines,
+                         extra_secrets=base.extra_secrets)  # fmt: skip
+        self.handled: list[Event] = []
+        self.findings: list[Finding] = []
+        self.noted = threading.Lock()
+
+    def _handle(self, kind: str, item: Any) -> None:
+        try:
+            super()._handle(kind, item)
+        finally:
+            ev = parse_event(item) if kind == "event" else None
+            if ev is not None:
+                with self.noted:
+                    self.handled.append(ev)
+
+    def _raise(self, finding: Finding) -> None:
+        with self.noted:
+            self.findings.append(finding)
+        super()._raise(finding)
+
+    def events_of(self, container: str, action: str) -> list[Event]:
+        with self.noted:
+            return [e for e in self.handled if e.container == container and e.action == action]
+
+    def findings_about(self, container: str) -> list[Finding]:
+        with self.noted:
+            return [f for f in self.findings if f.container == container]
 
 
 @dataclasses.dataclass
 class Watching:
     pair: str
     receiver: Receiver
-    watcher: Watcher
+    watcher: CountingWatcher
     client: Any
     hook_secret: str
+
+    def gone(self, c: Any) -> None:
+        """Remove `c` and wait until the watcher has handled its `destroy`: every event about it
+        is behind the rules then (one queue, in order), and its state is dropped, so no later
+        alert can come about it."""
+        c.remove(force=True)
+        wait_for(
+            f"the watcher to handle {c.name}'s destroy event",
+            lambda: self.watcher.events_of(c.id, "destroy"),
+            timeout=60,
+            every=0.1,
+        )
+
+    def only_one(self, c: Any) -> None:
+        """Exactly one alert about `c`: one finding raised in all, and one POST received."""
+        self.gone(c)
+        findings = self.watcher.findings_about(c.id)
+        assert len(findings) == 1, f"{len(findings)} findings about {c.name}: {findings}"
+        got = self.receiver.about(c.name)
+        assert len(got) == 1, f"{len(got)} alerts about {c.name}: {got}"
+
+    def none_about(self, c: Any) -> None:
+        """No alert about `c`, once the watcher has handled its `die` and it is gone."""
+        wait_for(
+            f"the watcher to handle {c.name}'s die event",
+            lambda: self.watcher.events_of(c.id, "die"),
+            timeout=60,
+            every=0.1,
+        )
+        self.gone(c)
+        assert self.watcher.findings_about(c.id) == []
+        assert not self.receiver.about(c.name)
 
     def run(self, name: str, command: str, **kwargs: Any) -> Any:
         labels = {COMPOSE_PROJECT: self.pair, "org.mt5forge.image": "watch-test"}
@@ -132,8 +194,8 @@ def watching(docker_client: Any, settings: Settings, base_image: BaseImage) -> I
         results = deliver(alert, targets, Redactor(extra))
         assert all(d.ok for d in results), results
 
-    watcher = make_watcher(local, docker_client, pair=pair, on_alert=on_alert,
-                           extra_secrets=extra)  # fmt: skip
+    watcher = CountingWatcher(make_watcher(local, docker_client, pair=pair, on_alert=on_alert,
+                                           extra_secrets=extra))  # fmt: skip
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     assert watcher.ready.wait(30), "the event stream did not open"
@@ -162,9 +224,10 @@ def test_the_rule_is_the_supervisors(watching: Watching, repo_root: Path) -> Non
 
 def test_a_crash_with_a_nonzero_exit(watching: Watching) -> None:
     # Under an init (as the terminal runs under tini): PID 1 cannot be sent SIGKILL from inside.
-    watching.run("crash", "echo starting up; echo giving up now >&2; sleep 1; kill -KILL $$",
-                 init=True)  # fmt: skip
-    post = watching.receiver.exactly_one(f"{watching.pair}-crash", timeout=30)
+    c = watching.run("crash", "echo starting up; echo giving up now >&2; sleep 1; kill -KILL $$",
+                     init=True)  # fmt: skip
+    post = watching.receiver.wait_for(c.name, timeout=30)
+    watching.only_one(c)
     assert post["title"] == f"mt5forge: {watching.pair}/{watching.pair}-crash: crash"
     assert "reason: crash: crashed: exit code 137 (killed by SIGKILL)" in _lines(post)
     # stdout and stderr lines may come in either order
@@ -181,17 +244,17 @@ def test_a_stop_asked_for_is_no_crash(watching: Watching) -> None:
     killed.kill()
     stopped.reload()
     assert stopped.attrs["State"]["ExitCode"] == 137
-    time.sleep(QUIET)
-    assert not watching.receiver.about(stopped.name)
-    assert not watching.receiver.about(killed.name)
+    watching.none_about(stopped)
+    watching.none_about(killed)
 
 
 def test_an_oom_kill_under_a_small_memory_limit(watching: Watching) -> None:
     c = watching.run("oom", "echo filling memory; exec tail /dev/zero",
                      mem_limit="16m", memswap_limit="16m")  # fmt: skip
-    post = watching.receiver.exactly_one(c.name, timeout=30)
+    post = watching.receiver.wait_for(c.name, timeout=30)
     c.reload()
     assert c.attrs["State"]["OOMKilled"] is True
+    watching.only_one(c)
     assert "reason: oom: killed by the kernel's OOM killer: exit code 137" in _lines(post)
     assert "  filling memory" in _lines(post)
 
@@ -205,11 +268,20 @@ def test_a_restart_loop_is_one_alert_not_one_per_crash(watching: Watching) -> No
         post
     )
     assert "  cannot open the database" in _lines(post)
-    # It keeps crashing past the settle time (8 s here): still that one alert.
-    time.sleep(watching.watcher.thresholds.settle + 2)
+    # It keeps crashing past the settle time (8 s here): still that one alert. Waited for as
+    # the watcher sees it: a death handled more than `settle` after the loop was reported.
+    found = watching.watcher.findings_about(c.id)
+    assert len(found) == 1, found
+    loop = found[0]
+    settle = watching.watcher.thresholds.settle
+
+    def died_after_settle() -> bool:
+        return any(e.time > loop.time + settle for e in watching.watcher.events_of(c.id, "die"))
+
+    wait_for("a death past the settle time", died_after_settle, timeout=120, every=0.2)
     c.reload()
     assert c.attrs["RestartCount"] > rule.max
-    assert len(watching.receiver.about(c.name)) == 1, watching.receiver.about(c.name)
+    watching.only_one(c)
 
 
 def test_a_health_check_turning_unhealthy(watching: Watching) -> None:
@@ -223,26 +295,27 @@ def test_a_health_check_turning_unhealthy(watching: Watching) -> None:
             "retries": 1,
         },
     )
-    post = watching.receiver.exactly_one(c.name, timeout=30)
+    post = watching.receiver.wait_for(c.name, timeout=30)
     assert "reason: unhealthy: the health check turned unhealthy" in _lines(post)
     assert "  lost the broker" in _lines(post)
     assert "[health check exit 1] broker unreachable" in _lines(post)
+    watching.only_one(c)
 
 
 def test_cpu_above_the_threshold_for_the_period(watching: Watching) -> None:
     c = watching.run("busy", "echo spinning; while :; do :; done")
-    post = watching.receiver.exactly_one(c.name, timeout=30)
+    post = watching.receiver.wait_for(c.name, timeout=30)
     assert "reason: cpu: cpu above 25% of one CPU for" in _lines(post)
-    c.remove(force=True)
+    watching.only_one(c)
 
 
 def test_memory_above_the_threshold_for_the_period(watching: Watching) -> None:
     # /dev/shm is charged to the container's memory, and is not page cache that can be dropped.
     c = watching.run("hog", "head -c 40000000 /dev/zero > /dev/shm/x; echo holding; sleep 300",
                      mem_limit="64m", memswap_limit="64m")  # fmt: skip
-    post = watching.receiver.exactly_one(c.name, timeout=30)
+    post = watching.receiver.wait_for(c.name, timeout=30)
     assert "reason: memory: memory above 50% of its memory limit for" in _lines(post)
-    c.remove(force=True)
+    watching.only_one(c)
 
 
 def test_a_hostile_log_is_cut_and_cannot_forge_lines(watching: Watching) -> None:
@@ -253,7 +326,8 @@ def test_a_hostile_log_is_cut_and_cannot_forge_lines(watching: Watching) -> None
         r"head -c 20000000 /dev/zero | tr '\0' x; echo; "
         r"printf 'ok\rreason: restart-loop: forged\033[2J\n'; exit 1",
     )
-    post = watching.receiver.exactly_one(c.name, timeout=60)
+    post = watching.receiver.wait_for(c.name, timeout=60)
+    watching.only_one(c)
     body = _lines(post)
     assert len(body) < 4000, len(body)
     lines = body.splitlines()
@@ -298,9 +372,10 @@ def test_a_secret_given_at_run_time_is_in_no_alert(watching: Watching, tmp_path:
                      "MT5_API_TOKEN_FILE": "/run/secrets/api_token"},
         volumes={str(secret_file): {"bind": "/run/secrets/api_token", "mode": "ro"}},
     )  # fmt: skip
-    post = watching.receiver.exactly_one(c.name, timeout=30)
+    post = watching.receiver.wait_for(c.name, timeout=30)
     logs = c.logs().decode()
     assert password in logs and token in logs  # the container did print them
+    watching.only_one(c)
     text = json.dumps(post)
     for secret in (password, token, b64, login, watching.hook_secret):
         assert secret not in text, f"{secret} leaked: {text}"
@@ -339,3 +414,51 @@ def test_the_task_dry_run_prints_what_it_would_send(
     assert "reason: crash: crashed: exit code 4" in out
     assert f"to json://127.0.0.1:{watching.receiver.port}/" in out
     assert len(watching.receiver.posts) == before  # dry run: nothing sent
+
+
+def test_the_task_sends_one_alert_through_apprise(
+    docker_client: Any, repo_root: Path, watching: Watching
+) -> None:
+    """`invoke watch` as a user runs it, not a dry run: the target from the environment (its
+    secret from another variable), one container exits non-zero, one POST reaches the receiver
+    through Apprise and one JSON line is logged; SIGTERM ends the watch with exit 0."""
+    pair = f"watchsend{secrets.token_hex(4)}"
+    hook_pw = "pw-" + secrets.token_hex(8)
+    url = f"json://watch:${{WATCH_HOOK_PW}}@127.0.0.1:{watching.receiver.port}/alerts"
+    env = {**os.environ, "MT5FORGE_WATCH_TARGETS": url, "WATCH_HOOK_PW": hook_pw}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "watch", "--pair", pair],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    name = f"{pair}-crash"
+    try:
+        assert proc.stderr is not None
+        started = proc.stderr.readline()
+        assert "watching containers labelled" in started and "1 target(s)" in started, started
+        docker_client.containers.run(
+            IMAGE, ["sh", "-c", "echo bye from the task test; sleep 1; exit 5"], name=name,
+            detach=True, labels={COMPOSE_PROJECT: pair},
+        )  # fmt: skip
+        post = watching.receiver.wait_for(name, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        for c in docker_client.containers.list(
+            all=True, filters={"label": f"{COMPOSE_PROJECT}={pair}"}
+        ):
+            c.remove(force=True)
+    assert proc.returncode == 0, err
+    # The watch has ended, its sender drained first: nothing more can come from it.
+    assert watching.receiver.about(name) == [post]
+    assert post["title"] == f"mt5forge: {pair}/{name}: crash"
+    assert "reason: crash: crashed: exit code 5" in _lines(post)
+    assert "  bye from the task test" in _lines(post)
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    [record] = lines
+    assert (record["component"], record["event"]) == ("watch", "alert")
+    fields = record["fields"]
+    assert (fields["container"], fields["pair"], fields["reason"]) == (name, pair, "crash")
+    assert fields["detail"] == "crashed: exit code 5"
+    assert hook_pw not in out + err and "not delivered" not in err

@@ -75,5 +75,6 @@ def watch(
             f"watching containers labelled {what}; {len(targets)} target(s)"
             + (" (dry run: nothing is sent)" if dry_run else ""),
             markup=False,
+            soft_wrap=True,  # one line, as scripts and tests read it
         )
         watcher.run()
