@@ -18,7 +18,7 @@ from mt5forge.stages.build import BuildResult
 from mt5forge.stages.verify import requests_from_builds
 from mt5forge.verify import checks, expectations
 from mt5forge.verify.compose import SECURE_FILE, expand, load_service, parse_service
-from mt5forge.verify.live import partner_ref
+from mt5forge.verify.live import partner_ref, run_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,3 +150,22 @@ def test_the_moving_latest_tag_is_judged_on_the_tag(reference: str, fails: bool)
 
 
 GOOD = '[bot.slim]\nrole = "bot"\nlisten = []\n'
+
+
+def test_capabilities_and_security_options_come_from_the_compose_file(tmp_path: Path) -> None:
+    """Verify adds no hardening of its own: it runs the service with what the file says, so a
+    file that lost cap_drop or no-new-privileges is run without them (and fails hardening)."""
+    table = expectations.load(REPO / "build")
+    svc, args = run_args(table["bot:secure"], REPO)
+    assert svc is not None and svc.cap_drop == ("ALL",)
+    assert svc.security_opt == ("no-new-privileges:true",)
+    assert args["cap_drop"] == ["ALL"] and args["security_opt"] == ["no-new-privileges:true"]
+    assert args["read_only"] is True
+    path = tmp_path / SECURE_FILE
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(_svc({"user": "1001:1000", "mem_limit": "64m"})))
+    _, bare = run_args(table["bot:secure"], tmp_path)
+    assert bare == {"user": "1001:1000", "mem_limit": "64m"}
+    assert run_args(table["bot:slim"], tmp_path) == (None, {})
+    with pytest.raises(ConfigError, match="cap_drop: expected a list"):
+        parse_service(_svc({"cap_drop": "ALL"}), "bot")

@@ -501,6 +501,8 @@ def _cgroup_limits(container_id: str, host: dict[str, Any]) -> tuple[list[str], 
             continue
         read += 1
         want = int(host.get(key) or 0)
+        if want <= 0:
+            continue  # no limit asked for: hardening names that, the kernel has nothing to say
         got = int(text) if text.isdigit() else -1
         if key == "NanoCpus":
             # quota per 100 ms period: 0.5 CPU is 50000
@@ -510,20 +512,23 @@ def _cgroup_limits(container_id: str, host: dict[str, Any]) -> tuple[list[str], 
     return problems, read
 
 
+_NO_NEW_PRIVS = re.compile(r"^no-new-privileges(?:[:=]true)?$")
+
+
 def hardening(s: Subject) -> str:
     if not s.expectation.hardened:
         raise NotApplicable("slim variants run as their compose file runs them, unhardened")
     host = s.running.target.attrs.get("HostConfig") or {}
     problems = []
     if not host.get("ReadonlyRootfs"):
-        problems.append("root filesystem is writable")
+        problems.append("root filesystem is writable (ReadonlyRootfs false)")
     if [c.upper() for c in host.get("CapDrop") or []] != ["ALL"]:
-        problems.append(f"CapDrop {host.get('CapDrop')}")
-    if not any("no-new-privileges" in o for o in host.get("SecurityOpt") or []):
-        problems.append("no-new-privileges not set")
+        problems.append(f"capabilities not all dropped (CapDrop {host.get('CapDrop')})")
+    if not any(_NO_NEW_PRIVS.match(o) for o in host.get("SecurityOpt") or []):
+        problems.append(f"no-new-privileges not set (SecurityOpt {host.get('SecurityOpt')})")
     for key in ("Memory", "PidsLimit", "NanoCpus"):
-        if not host.get(key):
-            problems.append(f"no {key} limit")
+        if not host.get(key) or int(host[key]) < 0:  # PidsLimit -1 and 0: unlimited
+            problems.append(f"no {key} limit ({key} {host.get(key)})")
     if host.get("Memory") and host.get("MemorySwap") != host.get("Memory"):
         problems.append(f"swap allowed (MemorySwap {host.get('MemorySwap')}, Memory "
                         f"{host.get('Memory')}): a leak must end in an OOM kill")  # fmt: skip

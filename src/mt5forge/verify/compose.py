@@ -33,6 +33,9 @@ class ComposeRun:
     user: str = ""
     """``uid:gid`` as the file gives it, defaults expanded; empty: the image's own user."""
     read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    """As the file gives them (``no-new-privileges:true``)."""
     mem_limit: str = ""
     memswap_limit: str = ""
     pids_limit: int = 0
@@ -58,6 +61,10 @@ class ComposeRun:
             out["user"] = self.user
         if self.read_only:
             out["read_only"] = True
+        if self.cap_drop:
+            out["cap_drop"] = list(self.cap_drop)
+        if self.security_opt:
+            out["security_opt"] = list(self.security_opt)
         if self.mem_limit:
             out["mem_limit"] = self.mem_limit
         if self.memswap_limit:
@@ -120,9 +127,16 @@ def parse_service(data: object, service: str, source: str = str(SECURE_FILE)) ->
     env = [(k, expand(v, f"{where}.environment.{k}"))
            for k, v in _pairs(svc.get("environment"), f"{where}.environment")
            if not k.endswith("_FILE")]  # fmt: skip
+    listed = {}
+    for key in ("cap_drop", "security_opt"):
+        raw = svc.get(key) or []
+        if not isinstance(raw, list):
+            raise ConfigError(f"{where}.{key}: expected a list.")
+        listed[key] = tuple(expand(str(i), f"{where}.{key}") for i in raw)
     try:
         return ComposeRun(
             service=service, user=user, read_only=bool(svc.get("read_only")),
+            cap_drop=listed["cap_drop"], security_opt=listed["security_opt"],
             mem_limit=str(svc.get("mem_limit") or ""),
             memswap_limit=str(svc.get("memswap_limit") or ""),
             pids_limit=int(svc.get("pids_limit") or 0), cpus=float(svc.get("cpus") or 0),
