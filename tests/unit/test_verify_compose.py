@@ -169,3 +169,32 @@ def test_capabilities_and_security_options_come_from_the_compose_file(tmp_path: 
     assert run_args(table["bot:slim"], tmp_path) == (None, {})
     with pytest.raises(ConfigError, match="cap_drop: expected a list"):
         parse_service(_svc({"cap_drop": "ALL"}), "bot")
+
+
+@pytest.mark.parametrize(
+    ("entry", "publishes"),
+    [
+        ("18812:18812", True), ("127.0.0.1:18812:18812", True), ("18812", True), (18812, True),
+        ("0.0.0.0:28812:18812/tcp", True), ("18800-18820:18800-18820", True),
+        ("${BRIDGE:-18812}:${BRIDGE:-18812}", True), ({"target": 18812, "published": 1}, True),
+        ("18812:3000", False), ("127.0.0.1:${MT5_GUI_PORT:-3000}:3000", False),
+        ({"target": 3000, "published": 18812}, False), ("[::1]:3000:3000", False),
+        ("${UNSET}", False),
+    ],
+)  # fmt: skip
+def test_which_compose_port_entries_publish_the_bridge_port(entry: object, publishes: bool) -> None:
+    assert checks._publishes(entry, 18812) is publishes
+
+
+def test_compose_files_publishing_the_bridge_port_are_named(tmp_path: Path) -> None:
+    assert checks.compose_publishing(REPO, 18812) == []  # the project's publish the GUI only
+    (tmp_path / "compose").mkdir()
+    leak = {"services": {"terminal": {"ports": ["3000:3000", "18812:18812"]},
+                         "bot": {"ports": [{"target": 18812}]}, "x": None}}  # fmt: skip
+    (tmp_path / "compose" / "docker-compose.leak.yml").write_text(yaml.safe_dump(leak))
+    (tmp_path / "compose" / "broken.yaml").write_text("services: [\n")
+    assert checks.compose_publishing(tmp_path, 18812) == [
+        "broken.yaml (not readable as YAML: ParserError)",
+        "docker-compose.leak.yml services.bot.ports: {'target': 18812}",
+        "docker-compose.leak.yml services.terminal.ports: '18812:18812'",
+    ]

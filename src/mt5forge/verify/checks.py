@@ -337,20 +337,58 @@ def ports_listeners(s: Subject) -> str:
     return f"listening on {sorted(seen) or 'nothing'}, as declared"
 
 
+def _publishes(entry: object, port: int) -> bool:
+    """Whether a compose ``ports:`` entry publishes container port ``port``: the short syntax
+    (``[IP:][HOST:]CONTAINER[/PROTO]``, ranges too, ``${X:-d}`` read as its default) or the
+    long one (``target:``)."""
+    if isinstance(entry, dict):
+        entry = entry.get("target", "")
+    text = re.sub(r"\$\{[^}:]*:?-([^}]*)\}", r"\1", str(entry)).split("/")[0]
+    container = text.rsplit(":", 1)[-1].strip()
+    low, _, high = container.partition("-")
+    try:
+        return int(low) <= port <= int(high or low)
+    except ValueError:
+        return False
+
+
+def compose_publishing(root: Path, port: int) -> list[str]:
+    """Where a compose file under ``root/compose`` publishes ``port`` on the host:
+    ``file services.NAME.ports: ENTRY``. A file that is not YAML is named too: it cannot be
+    cleared."""
+    import yaml
+
+    found = []
+    for f in sorted((root / "compose").glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            found.append(f"{f.name} (not readable as YAML: {type(e).__name__})")
+            continue
+        services = data.get("services") if isinstance(data, dict) else None
+        for name, svc in (services or {}).items() if isinstance(services, dict) else ():
+            ports = svc.get("ports") if isinstance(svc, dict) else None
+            for entry in ports if isinstance(ports, list) else ():
+                if _publishes(entry, port):
+                    found.append(f"{f.name} services.{name}.ports: {entry!r}")
+    return found
+
+
 def ports_not_published(s: Subject) -> str:
     port = f"{s.expectation.bridge_port}/tcp"
+    s.running.target.reload()
     attrs = s.running.target.attrs
-    bound = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    if bound.get(port):
-        raise Failed(f"the bridge port {port} is published on the host: {bound[port]}")
-    compose = []
-    for f in sorted((s.root / "compose").glob("*.yml")):
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if re.search(rf"^\s*-\s*[\"']?[^#]*:{s.expectation.bridge_port}(?:/tcp)?[\"']?\s*$",
-                         line):  # fmt: skip
-                compose.append(f"{f.name}:{n}")
+    # What the engine bound (with the port it picked), else what it was asked to bind.
+    bound = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(port) or (
+        (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    ).get(port)
+    if bound:
+        where = ", ".join(f"{b.get('HostIp') or 'every address'}:{b.get('HostPort') or '(any)'}"
+                          for b in bound)  # fmt: skip
+        raise Failed(f"the bridge port {port} is published on the host by this run: {where}")
+    compose = compose_publishing(s.root, int(s.expectation.bridge_port))
     if compose:
-        raise Failed(f"a compose file publishes the bridge port: {', '.join(compose)}")
+        raise Failed(f"a compose file publishes the bridge port {port}: {'; '.join(compose)}")
     return "the bridge port is published neither by this run nor by a compose file"
 
 
