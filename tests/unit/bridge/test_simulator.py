@@ -109,6 +109,26 @@ def test_new_bars_appear_as_time_passes_and_the_current_one_grows() -> None:
     assert h1_after["tick_volume"] > h1_before["tick_volume"]
 
 
+def test_no_bar_shows_a_tick_from_later_in_the_current_second() -> None:
+    """At a moment inside a second, a tick later in that second has not come yet: the current
+    bar and the day's range are made of the ticks up to now, as symbol_info_tick is (they took
+    the whole second, so a bar could close at a price no tick had shown yet)."""
+    ticks = _sim().copy_ticks_range("EURUSD", WEDNESDAY_NOON - 600, WEDNESDAY_NOON,
+                                     C.COPY_TICKS_ALL)  # fmt: skip
+    later = next(t for t in ticks[::-1] if t["time_msc"] % 1000 and t["time"] % 60)
+    now_ms = int(later["time_msc"]) - 1  # just before it, in the same second
+    sim = _sim(Clock(now_ms / 1000))
+    tick = sim.symbol_info_tick("EURUSD")
+    assert tick.time_msc < later["time_msc"]
+    (bar,) = sim.copy_rates_from_pos("EURUSD", C.TIMEFRAME_M1, 0, 1)
+    shown = sim.copy_ticks_range("EURUSD", int(bar["time"]), now_ms / 1000, C.COPY_TICKS_ALL)
+    assert bar["tick_volume"] == len(shown) and bar["close"] == tick.bid == shown["bid"][-1]
+    midnight = WEDNESDAY_NOON - 12 * 3600
+    today = sim.copy_ticks_range("EURUSD", midnight, now_ms / 1000, C.COPY_TICKS_ALL)
+    info = sim.symbol_info("EURUSD")
+    assert (info.bidhigh, info.bidlow) == (today["bid"].max(), today["bid"].min())
+
+
 def test_history_years_back_is_the_same_whatever_was_asked_first() -> None:
     start = dt.datetime(2020, 1, 6, tzinfo=dt.UTC)
     end = dt.datetime(2020, 1, 10, 23, 0, tzinfo=dt.UTC)

@@ -94,9 +94,10 @@ class Feed:
 
     # -- bars ------------------------------------------------------------------------------
 
-    def _day_bars(self, day: int, now_s: int, level: int) -> Array:
-        """M1 (level 1) or H1 (level C.TIMEFRAME_H1) bars of `day` up to now."""
-        complete = (day + 1) * DAY <= now_s
+    def _day_bars(self, day: int, now_ms: int, level: int) -> Array:
+        """M1 (level 1) or H1 (level C.TIMEFRAME_H1) bars of `day` up to now (its ticks up to
+        now_ms: not to the end of now's second, which would show ticks still to come)."""
+        complete = (day + 1) * DAY_MS <= now_ms
         cache = self._m1 if level == C.TIMEFRAME_M1 else self._h1
         if complete and day in cache:
             cache.move_to_end(day)
@@ -105,44 +106,44 @@ class Feed:
             bars = aggregate(self._m1[day], C.TIMEFRAME_H1)  # the same numbers, no ticks needed
         else:
             seconds = 60 if level == C.TIMEFRAME_M1 else 3600
-            bars = m1_from_ticks(self._day_ticks(day, now_s * 1000 + 999), self.point, seconds)
+            bars = m1_from_ticks(self._day_ticks(day, now_ms), self.point, seconds)
         if complete:
             cache[day] = bars
             if len(cache) > (_M1_CACHE_DAYS if level == C.TIMEFRAME_M1 else _H1_CACHE_DAYS):
                 cache.popitem(last=False)
         return bars
 
-    def bars(self, timeframe: int, lo_s: int, hi_s: int, now_s: int) -> Array:
+    def bars(self, timeframe: int, lo_s: int, hi_s: int, now_ms: int) -> Array:
         """Bars of `timeframe` whose open time is in [lo_s, hi_s], up to now."""
-        hi_s = min(hi_s, now_s)
+        hi_s = min(hi_s, now_ms // 1000)
         length = timeframe_seconds(timeframe) or 31 * DAY
         level = C.TIMEFRAME_M1 if length < 3600 else C.TIMEFRAME_H1
         # A bar opening at or after lo_s holds no day before lo_s: those days are not needed
         # (the partial bar they would make opens before lo_s and is dropped below).
         days = range(max(lo_s, self.history_start) // DAY, hi_s // DAY + 1)
-        parts = [self._day_bars(day, now_s, level) for day in days]
+        parts = [self._day_bars(day, now_ms, level) for day in days]
         base = np.concatenate(parts) if parts else np.zeros(0, dtype=RATES_DTYPE)
         out = base if timeframe == level else aggregate(base, timeframe)
         return out[(out["time"] >= lo_s) & (out["time"] <= hi_s)]
 
-    def bars_before(self, timeframe: int, end_s: int, count: int, now_s: int) -> Array:
+    def bars_before(self, timeframe: int, end_s: int, count: int, now_ms: int) -> Array:
         """Up to `count` bars of `timeframe` opening at or before end_s, oldest first."""
-        end_s = min(end_s, now_s)
+        end_s = min(end_s, now_ms // 1000)
         length = timeframe_seconds(timeframe) or 31 * DAY
         # Weekends and holidays hold no bars: ask for more calendar time until enough.
         span = max(length * count * 7 // 5 + 2 * length, DAY)
         while True:
             lo = max(end_s - span, self.history_start - length)
-            out = self.bars(timeframe, lo, end_s, now_s)
+            out = self.bars(timeframe, lo, end_s, now_ms)
             if len(out) >= count or lo <= self.history_start - length:
                 return out[max(0, len(out) - count) :]
             span *= 2
 
-    def day_range(self, now_s: int) -> tuple[float, float, float, float, float]:
+    def day_range(self, now_ms: int) -> tuple[float, float, float, float, float]:
         """Today's open, high and low bid, yesterday's close and today's high ask (for
         SymbolInfo's session fields)."""
-        day = now_s // DAY
-        ticks = self._day_ticks(day, now_s * 1000 + 999)
+        day = now_ms // DAY_MS
+        ticks = self._day_ticks(day, now_ms)
         prev = self.last_tick(day * DAY_MS - 1)
         close = float(prev["bid"][0]) if prev is not None else 0.0
         if not len(ticks):

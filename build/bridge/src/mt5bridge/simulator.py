@@ -1213,8 +1213,7 @@ class Simulator:
         spec = self._specs[name]
         tick = self._tick(name)
         bid, ask = float(tick["bid"][0]), float(tick["ask"][0])
-        now = int(self._now())
-        day_open, high, low, prev_close, ask_high = self._feeds[name].day_range(now)
+        day_open, high, low, prev_close, ask_high = self._feeds[name].day_range(self._now_msc())
         spread = round((ask - bid) / spec.point)
         tick_value = spec.point * spec.contract_size * (self._rate(spec.currency_profit) or 0.0)
         change = round((bid - prev_close) / prev_close * 100, 4) if prev_close else 0.0
@@ -1311,8 +1310,8 @@ class Simulator:
         if n <= 0:
             self._set_error(C.RES_E_INVALID_PARAMS)
             return None
-        now = int(self._now())
-        bars = self._feeds[symbol].bars_before(timeframe, end, min(n, self._config.max_bars), now)
+        bars = self._feeds[symbol].bars_before(timeframe, end, min(n, self._config.max_bars),
+                                               self._now_msc())  # fmt: skip
         return self._rates_done(bars)
 
     def copy_rates_from_pos(self, symbol: Any, timeframe: Any, start_pos: Any,
@@ -1328,9 +1327,9 @@ class Simulator:
         if n <= 0 or start < 0:
             self._set_error(C.RES_E_INVALID_PARAMS)
             return None
-        now = int(self._now())
+        now_ms = self._now_msc()
         bars = self._feeds[symbol].bars_before(
-            timeframe, now, min(start + n, self._config.max_bars), now
+            timeframe, now_ms // 1000, min(start + n, self._config.max_bars), now_ms
         )
         return self._rates_done(bars[: max(0, len(bars) - start)][-n:])
 
@@ -1344,13 +1343,13 @@ class Simulator:
         except _BadArgument as exc:
             self._set_error(C.RES_E_INVALID_PARAMS, str(exc))
             return None
-        now = int(self._now())
-        hi = min(hi, now)
+        now_ms = self._now_msc()
+        hi = min(hi, now_ms // 1000)
         # Only the last max_bars bars exist, as in the terminal: never build more than those
         # (half again their span, and four days, cover weekends and holidays).
         length = terms.timeframe_seconds(timeframe) or 31 * 86_400
         lo = max(lo, hi - length * self._config.max_bars * 3 // 2 - 4 * 86_400)
-        bars = self._feeds[symbol].bars(timeframe, lo, hi, now)
+        bars = self._feeds[symbol].bars(timeframe, lo, hi, now_ms)
         return self._rates_done(bars[-self._config.max_bars :])
 
     def _ticks_args(self, symbol: Any, flags: Any) -> SymbolSpec | None:
