@@ -1,20 +1,33 @@
-"""Bridge servers in their own processes on 127.0.0.1, on ports the OS picks; stopped after."""
+"""Bridge servers in their own processes on 127.0.0.1, on ports the OS picks; stopped after.
+
+Those run the simulator on the wall clock, where forex, metals and the index CFD do not trade
+on Saturday and Sunday (UTC): a test that trades them uses `serve_simulator_at` instead, a
+bridge server in this process whose simulator starts at a fixed time."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mt5bridge.backends import simulator_backend
+from mt5bridge.server import BridgeServer, ServerOptions
+from mt5bridge.simulator import SimulatorConfig
 
 SIM_LOGIN = 51234567
 SIM_PASSWORD = "s3cret-Pass!word"
 SIM_SERVER = "Sim-Demo"
+#: Simulated start times: forex trades on a Wednesday noon and not on a Saturday noon (UTC).
+WEDNESDAY_NOON = dt.datetime(2024, 1, 17, 12, 0, tzinfo=dt.UTC).timestamp()
+SATURDAY_NOON = dt.datetime(2024, 1, 20, 12, 0, tzinfo=dt.UTC).timestamp()
 
 
 @dataclass(frozen=True)
@@ -99,3 +112,21 @@ def run_server_expecting_exit(*args: str, env: dict[str, str] | None = None) -> 
         timeout=30,
     )
     return proc.returncode, proc.stderr
+
+
+@contextlib.contextmanager
+def serve_simulator_at(start: float) -> Iterator[int]:
+    """A bridge server in this process on 127.0.0.1 (over TCP, sessions and all) whose
+    simulator starts at `start` (Unix seconds) and runs on at wall-clock speed; yields its port.
+    """
+    config = SimulatorConfig(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER,
+                             time_origin=start)  # fmt: skip
+    server = BridgeServer(simulator_backend(config), ServerOptions(host="127.0.0.1", port=0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

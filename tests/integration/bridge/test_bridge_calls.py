@@ -1,8 +1,13 @@
-"""Every exposed call, client and simulator server in separate processes over TCP on 127.0.0.1."""
+"""Every exposed call, client and simulator server in separate processes over TCP on 127.0.0.1.
+
+That server runs on the wall clock, where forex does not trade on Saturday and Sunday (UTC): the
+trading tests run on a server in this process whose simulator starts on a Wednesday, and
+test_market_hours_on_the_wall_clock checks the wall-clock server against the rule."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 
 import mt5bridge.client as mt5
@@ -10,7 +15,15 @@ import mt5bridge.remote as remote
 import numpy as np
 import pytest
 import rpyc
-from conftest import SIM_LOGIN, SIM_PASSWORD, SIM_SERVER, RunningServer
+from conftest import (
+    SATURDAY_NOON,
+    SIM_LOGIN,
+    SIM_PASSWORD,
+    SIM_SERVER,
+    WEDNESDAY_NOON,
+    RunningServer,
+    serve_simulator_at,
+)
 from mt5bridge.errors import NotExposedError
 from mt5bridge.handshake import client_handshake
 
@@ -33,6 +46,23 @@ def bridge(server: RunningServer) -> Iterator[remote.Bridge]:
 def session(bridge: remote.Bridge) -> remote.Bridge:
     assert bridge.initialize(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER) is True
     return bridge
+
+
+def _session_at(start: float) -> Iterator[remote.Bridge]:
+    with serve_simulator_at(start) as port:
+        b = remote.Bridge("127.0.0.1", port)
+        try:
+            assert b.initialize(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER)
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def trading() -> Iterator[remote.Bridge]:
+    """A session on a simulator that starts on a Wednesday noon: EURUSD trades whatever day the
+    tests run (the wall-clock server's market hours are test_market_hours_on_the_wall_clock's)."""
+    yield from _session_at(WEDNESDAY_NOON)
 
 
 def test_calls_before_initialize_fail_with_no_ipc(bridge: remote.Bridge) -> None:
@@ -167,8 +197,8 @@ def test_ticks(session: remote.Bridge) -> None:
     assert len(ranged) == int(rates["tick_volume"][0]) and (ranged["time"] < start + 60).all()
 
 
-def test_market_order_partial_close_and_history(session: remote.Bridge) -> None:
-    opened = session.order_send(
+def test_market_order_partial_close_and_history(trading: remote.Bridge) -> None:
+    opened = trading.order_send(
         {
             "action": mt5.TRADE_ACTION_DEAL,
             "symbol": "EURUSD",
@@ -180,11 +210,11 @@ def test_market_order_partial_close_and_history(session: remote.Bridge) -> None:
     )
     assert opened.retcode == mt5.TRADE_RETCODE_DONE and opened.volume == 0.3
     assert type(opened.request).__name__ == "TradeRequest" and opened.request.magic == 7
-    assert session.positions_total() == 1
-    (pos,) = session.positions_get(symbol="EURUSD")
+    assert trading.positions_total() == 1
+    (pos,) = trading.positions_get(symbol="EURUSD")
     assert pos.volume == 0.3 and pos.ticket == opened.order
-    assert session.account_info().margin > 0
-    partial = session.order_send(
+    assert trading.account_info().margin > 0
+    partial = trading.order_send(
         {
             "action": mt5.TRADE_ACTION_DEAL,
             "symbol": "EURUSD",
@@ -194,8 +224,8 @@ def test_market_order_partial_close_and_history(session: remote.Bridge) -> None:
         }
     )
     assert partial.retcode == mt5.TRADE_RETCODE_DONE
-    assert session.positions_get(ticket=pos.ticket)[0].volume == pytest.approx(0.2)
-    session.order_send(
+    assert trading.positions_get(ticket=pos.ticket)[0].volume == pytest.approx(0.2)
+    trading.order_send(
         {
             "action": mt5.TRADE_ACTION_DEAL,
             "symbol": "EURUSD",
@@ -204,17 +234,17 @@ def test_market_order_partial_close_and_history(session: remote.Bridge) -> None:
             "position": pos.ticket,
         }
     )
-    assert session.positions_total() == 0
-    deals = session.history_deals_get(position=pos.ticket)
+    assert trading.positions_total() == 0
+    deals = trading.history_deals_get(position=pos.ticket)
     assert [d.entry for d in deals] == [mt5.DEAL_ENTRY_IN, mt5.DEAL_ENTRY_OUT, mt5.DEAL_ENTRY_OUT]
-    account = session.account_info()
+    account = trading.account_info()
     assert account.balance == pytest.approx(10000.0 + sum(d.profit for d in deals))
     assert account.equity == account.balance and account.margin == 0.0
     far = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-    assert session.history_deals_total(0, far) == 4  # and the account's deposit
-    assert session.history_orders_total(0, far) == 3
-    assert len(session.history_orders_get(0, far, group="EUR*")) == 3
-    assert session.history_orders_get(ticket=pos.ticket)[0].state == mt5.ORDER_STATE_FILLED
+    assert trading.history_deals_total(0, far) == 4  # and the account's deposit
+    assert trading.history_orders_total(0, far) == 3
+    assert len(trading.history_orders_get(0, far, group="EUR*")) == 3
+    assert trading.history_orders_get(ticket=pos.ticket)[0].state == mt5.ORDER_STATE_FILLED
 
 
 def test_invalid_volume_is_refused_with_the_trade_retcode(session: remote.Bridge) -> None:
@@ -231,26 +261,26 @@ def test_invalid_volume_is_refused_with_the_trade_retcode(session: remote.Bridge
     assert session.positions_total() == 0
 
 
-def test_other_bad_trade_requests(session: remote.Bridge) -> None:
-    tick = session.symbol_info_tick("EURUSD")
+def test_other_bad_trade_requests(trading: remote.Bridge) -> None:
+    tick = trading.symbol_info_tick("EURUSD")
     base = {
         "action": mt5.TRADE_ACTION_DEAL,
         "symbol": "EURUSD",
         "volume": 0.1,
         "type": mt5.ORDER_TYPE_BUY,
     }
-    assert session.order_send({**base, "symbol": "NOPE"}).retcode == mt5.TRADE_RETCODE_INVALID
+    assert trading.order_send({**base, "symbol": "NOPE"}).retcode == mt5.TRADE_RETCODE_INVALID
     bad_sl = {**base, "sl": tick.ask + 0.01}
-    assert session.order_send(bad_sl).retcode == mt5.TRADE_RETCODE_INVALID_STOPS
-    assert session.order_send({**base, "volume": 90.0}).retcode == mt5.TRADE_RETCODE_NO_MONEY
+    assert trading.order_send(bad_sl).retcode == mt5.TRADE_RETCODE_INVALID_STOPS
+    assert trading.order_send({**base, "volume": 90.0}).retcode == mt5.TRADE_RETCODE_NO_MONEY
     gone = {**base, "type": mt5.ORDER_TYPE_SELL, "position": 424242}
-    assert session.order_send(gone).retcode == mt5.TRADE_RETCODE_POSITION_CLOSED
-    assert session.order_send("not a dict") is None
-    assert session.last_error()[0] == mt5.RES_E_INVALID_PARAMS
+    assert trading.order_send(gone).retcode == mt5.TRADE_RETCODE_POSITION_CLOSED
+    assert trading.order_send("not a dict") is None
+    assert trading.last_error()[0] == mt5.RES_E_INVALID_PARAMS
 
 
-def test_pending_order_lifecycle(session: remote.Bridge) -> None:
-    tick = session.symbol_info_tick("EURUSD")
+def test_pending_order_lifecycle(trading: remote.Bridge) -> None:
+    tick = trading.symbol_info_tick("EURUSD")
     request = {
         "action": mt5.TRADE_ACTION_PENDING,
         "symbol": "EURUSD",
@@ -261,14 +291,14 @@ def test_pending_order_lifecycle(session: remote.Bridge) -> None:
         "tp": round(tick.ask + 0.02, 5),
     }
     wrong_side = {**request, "price": round(tick.ask + 0.01, 5), "sl": 0.0, "tp": 0.0}
-    assert session.order_send(wrong_side).retcode == mt5.TRADE_RETCODE_INVALID_PRICE
-    placed = session.order_send(request)
+    assert trading.order_send(wrong_side).retcode == mt5.TRADE_RETCODE_INVALID_PRICE
+    placed = trading.order_send(request)
     assert placed.retcode == mt5.TRADE_RETCODE_PLACED
-    assert session.orders_total() == 1
-    (order,) = session.orders_get(symbol="EURUSD")
+    assert trading.orders_total() == 1
+    (order,) = trading.orders_get(symbol="EURUSD")
     assert order.state == mt5.ORDER_STATE_PLACED and order.price_open == request["price"]
-    assert session.orders_get(group="GBP*") == ()
-    moved = session.order_send(
+    assert trading.orders_get(group="GBP*") == ()
+    moved = trading.order_send(
         {
             "action": mt5.TRADE_ACTION_MODIFY,
             "order": order.ticket,
@@ -278,14 +308,14 @@ def test_pending_order_lifecycle(session: remote.Bridge) -> None:
         }
     )
     assert moved.retcode == mt5.TRADE_RETCODE_DONE
-    assert session.orders_get(ticket=order.ticket)[0].price_open == round(tick.ask - 0.015, 5)
-    removed = session.order_send({"action": mt5.TRADE_ACTION_REMOVE, "order": order.ticket})
-    assert removed.retcode == mt5.TRADE_RETCODE_DONE and session.orders_total() == 0
-    assert session.history_orders_get(ticket=order.ticket)[0].state == mt5.ORDER_STATE_CANCELED
+    assert trading.orders_get(ticket=order.ticket)[0].price_open == round(tick.ask - 0.015, 5)
+    removed = trading.order_send({"action": mt5.TRADE_ACTION_REMOVE, "order": order.ticket})
+    assert removed.retcode == mt5.TRADE_RETCODE_DONE and trading.orders_total() == 0
+    assert trading.history_orders_get(ticket=order.ticket)[0].state == mt5.ORDER_STATE_CANCELED
 
 
-def test_sltp_check_and_calc(session: remote.Bridge) -> None:
-    opened = session.order_send(
+def test_sltp_check_and_calc(trading: remote.Bridge) -> None:
+    opened = trading.order_send(
         {
             "action": mt5.TRADE_ACTION_DEAL,
             "symbol": "EURUSD",
@@ -293,16 +323,16 @@ def test_sltp_check_and_calc(session: remote.Bridge) -> None:
             "type": mt5.ORDER_TYPE_BUY,
         }
     )
-    tick = session.symbol_info_tick("EURUSD")
+    tick = trading.symbol_info_tick("EURUSD")
     sltp = {
         "action": mt5.TRADE_ACTION_SLTP,
         "position": opened.order,
         "sl": round(tick.bid - 0.01, 5),
         "tp": round(tick.bid + 0.01, 5),
     }
-    assert session.order_send(sltp).retcode == mt5.TRADE_RETCODE_DONE
-    assert session.positions_get()[0].sl == sltp["sl"]
-    check = session.order_check(
+    assert trading.order_send(sltp).retcode == mt5.TRADE_RETCODE_DONE
+    assert trading.positions_get()[0].sl == sltp["sl"]
+    check = trading.order_check(
         {
             "action": mt5.TRADE_ACTION_DEAL,
             "symbol": "EURUSD",
@@ -311,12 +341,66 @@ def test_sltp_check_and_calc(session: remote.Bridge) -> None:
         }
     )
     assert check.retcode == 0 and check.comment == "Done"
-    assert check.margin > session.account_info().margin
-    margin = session.order_calc_margin(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1)
+    assert check.margin > trading.account_info().margin
+    margin = trading.order_calc_margin(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1)
     assert margin == pytest.approx(1100.0)  # 100,000 EUR / 100 leverage at 1.1 USD per EUR
-    profit = session.order_calc_profit(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1, 1.101)
+    profit = trading.order_calc_profit(mt5.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1, 1.101)
     assert profit == pytest.approx(100.0)
-    assert session.order_calc_margin(mt5.ORDER_TYPE_BUY, "NOPE", 1.0, 1.1) is None
+    assert trading.order_calc_margin(mt5.ORDER_TYPE_BUY, "NOPE", 1.0, 1.1) is None
+
+
+def _deal(symbol: str, **extra: object) -> dict[str, object]:
+    return {"action": mt5.TRADE_ACTION_DEAL, "symbol": symbol, "volume": 0.01,
+            "type": mt5.ORDER_TYPE_BUY, **extra}  # fmt: skip
+
+
+def _forex_trades_at(t: float) -> bool:
+    """The simulator's market hours for forex: Monday to Friday, UTC days."""
+    return dt.datetime.fromtimestamp(t, dt.UTC).weekday() < 5
+
+
+def test_market_hours_on_the_wall_clock(session: remote.Bridge) -> None:
+    """The server on the wall clock trades EURUSD on weekdays only and BTCUSD every day; which
+    answer is right is read from this machine's clock around the request (either, on the
+    rare run whose request straddles Friday's or Sunday's midnight)."""
+    before = time.time()
+    fx = session.order_send(_deal("EURUSD"))
+    after = time.time()
+    allowed = {
+        mt5.TRADE_RETCODE_DONE if _forex_trades_at(t) else mt5.TRADE_RETCODE_MARKET_CLOSED
+        for t in (before, after)
+    }
+    assert fx.retcode in allowed, (
+        fx.retcode,
+        fx.comment,
+        dt.datetime.fromtimestamp(before, dt.UTC),
+    )
+    crypto = session.order_send(_deal("BTCUSD", type_filling=mt5.ORDER_FILLING_IOC))
+    assert crypto.retcode == mt5.TRADE_RETCODE_DONE, crypto.comment
+
+
+@pytest.fixture
+def saturday() -> Iterator[remote.Bridge]:
+    yield from _session_at(SATURDAY_NOON)
+
+
+def test_on_a_saturday_forex_is_closed_and_its_prices_are_fridays(saturday: remote.Bridge) -> None:
+    closed = saturday.order_send(_deal("EURUSD"))
+    assert (closed.retcode, closed.comment) == (mt5.TRADE_RETCODE_MARKET_CLOSED, "Market closed")
+    tick = saturday.symbol_info_tick("EURUSD")
+    pending = {"action": mt5.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.01,
+               "type": mt5.ORDER_TYPE_BUY_LIMIT, "price": round(tick.ask - 0.01, 5)}  # fmt: skip
+    assert saturday.order_send(pending).retcode == mt5.TRADE_RETCODE_MARKET_CLOSED
+    assert saturday.order_check(_deal("EURUSD")).retcode == mt5.TRADE_RETCODE_MARKET_CLOSED
+    assert saturday.positions_total() == 0 and saturday.orders_total() == 0
+    friday_end = SATURDAY_NOON - 12 * 3600
+    assert friday_end - 60 <= tick.time < friday_end  # the last tick before the close
+    m1 = saturday.copy_rates_from_pos("EURUSD", mt5.TIMEFRAME_M1, 0, 5)
+    assert m1["time"].tolist() == [friday_end - 60 * i for i in range(5, 0, -1)]
+    assert len(saturday.copy_ticks_from("EURUSD", friday_end, 10, mt5.COPY_TICKS_ALL)) == 0
+    crypto = saturday.order_send(_deal("BTCUSD", type_filling=mt5.ORDER_FILLING_IOC))
+    assert crypto.retcode == mt5.TRADE_RETCODE_DONE, crypto.comment
+    assert saturday.symbol_info_tick("BTCUSD").time > friday_end
 
 
 def test_module_level_api_has_the_metatrader5_call_shape(server: RunningServer) -> None:

@@ -1,6 +1,7 @@
 """The drop-in client behaves as the real package: failures by return value and last_error(),
 the environment and TLS settings honoured, one session per connection, the package's helpers.
-Simulator servers in their own processes on 127.0.0.1."""
+Simulator servers in their own processes on 127.0.0.1; the helpers trade EURUSD on one in this
+process whose simulator starts on a Wednesday (forex does not trade at weekends)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import mt5bridge.client as mt5
 import pytest
-from conftest import SIM_LOGIN, SIM_PASSWORD, SIM_SERVER, RunningServer
+from conftest import (
+    SIM_LOGIN,
+    SIM_PASSWORD,
+    SIM_SERVER,
+    WEDNESDAY_NOON,
+    RunningServer,
+    serve_simulator_at,
+)
 from mt5bridge.remote import Bridge
 
 from mt5forge.certs import write_bundle
@@ -135,10 +143,15 @@ def test_one_session_per_connection(server: RunningServer) -> None:
         b.close()
 
 
-def test_buy_sell_and_close_helpers(
-    server: RunningServer, module_at: Callable[[int], None]
-) -> None:
-    module_at(server.port)
+@pytest.fixture
+def wednesday() -> Iterator[int]:
+    """A server whose simulator starts on a Wednesday noon: EURUSD trades whatever the day."""
+    with serve_simulator_at(WEDNESDAY_NOON) as port:
+        yield port
+
+
+def test_buy_sell_and_close_helpers(wednesday: int, module_at: Callable[[int], None]) -> None:
+    module_at(wednesday)
     assert mt5.initialize(**CREDS)
     bought = mt5.Buy("EURUSD", 0.2)
     assert bought.retcode == mt5.TRADE_RETCODE_DONE and bought.request.deviation == 10
