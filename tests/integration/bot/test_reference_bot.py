@@ -1,18 +1,27 @@
-"""The reference bot as a process against a simulator bridge in another process."""
+"""The reference bot as a process against a simulator bridge in another process: a server
+process on the wall clock, or, where the bot trades, a server in this process whose simulator
+starts at a fixed time (forex does not trade at weekends, so the wall clock would decide)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mt5bridge.backends import simulator_backend
+from mt5bridge.server import BridgeServer, ServerOptions
+from mt5bridge.simulator import SimulatorConfig
 
 pytestmark = pytest.mark.integration
 
 LOGIN, PASSWORD, SERVER = "51234567", "Zq9!secret-pw", "Sim-Demo"
+WEDNESDAY_NOON = dt.datetime(2024, 1, 17, 12, 0, tzinfo=dt.UTC).timestamp()
+SATURDAY_NOON = dt.datetime(2024, 1, 20, 12, 0, tzinfo=dt.UTC).timestamp()
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -39,6 +48,31 @@ def bridge_port() -> Iterator[int]:
     proc.stdout.close()
 
 
+def _serve_at(start: float) -> Iterator[int]:
+    """A bridge server in this process on 127.0.0.1 whose simulator starts at `start`."""
+    config = SimulatorConfig(login=int(LOGIN), password=PASSWORD, server=SERVER,
+                             time_origin=start)  # fmt: skip
+    server = BridgeServer(simulator_backend(config), ServerOptions(host="127.0.0.1", port=0))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def wednesday_port() -> Iterator[int]:
+    yield from _serve_at(WEDNESDAY_NOON)
+
+
+@pytest.fixture
+def saturday_port() -> Iterator[int]:
+    yield from _serve_at(SATURDAY_NOON)
+
+
 def _bot(tmp_path: Path, port: int, **extra: str) -> subprocess.CompletedProcess[str]:
     env = _env(
         MT5_BRIDGE_PORT=str(port),
@@ -55,9 +89,9 @@ def _bot(tmp_path: Path, port: int, **extra: str) -> subprocess.CompletedProcess
 
 
 def test_bot_logs_in_reports_and_trades_once_without_leaking(
-    tmp_path: Path, bridge_port: int
+    tmp_path: Path, wednesday_port: int
 ) -> None:
-    result = _bot(tmp_path, bridge_port, MT5BOT_DEMO_ORDER="true")
+    result = _bot(tmp_path, wednesday_port, MT5BOT_DEMO_ORDER="true")
     assert result.returncode == 0, result.stderr
     assert "logged in to account *****567 on Sim-Demo" in result.stderr
     assert result.stderr.count("EURUSD bid=") == 3
@@ -71,6 +105,23 @@ def test_bot_logs_in_reports_and_trades_once_without_leaking(
         (tmp_path / "meta" / "whereami.txt").read_text(),
     ):
         assert PASSWORD not in text and LOGIN not in text
+    health = subprocess.run(
+        [sys.executable, "-m", "mt5bot.health", "--state-dir", str(tmp_path / "meta")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert health.returncode == 0 and health.stdout.startswith("healthy")
+
+
+def test_on_a_saturday_the_demo_order_is_refused_and_the_bot_reports_on(
+    tmp_path: Path, saturday_port: int
+) -> None:
+    result = _bot(tmp_path, saturday_port, MT5BOT_DEMO_ORDER="true")
+    assert result.returncode == 0, result.stderr
+    assert "demo order refused: Market closed" in result.stderr
+    assert "demo order filled" not in result.stderr
+    assert result.stderr.count("EURUSD bid=") == 3  # Friday's last prices, every cycle
     health = subprocess.run(
         [sys.executable, "-m", "mt5bot.health", "--state-dir", str(tmp_path / "meta")],
         capture_output=True,
