@@ -40,6 +40,12 @@ HARDENING: dict[str, Any] = {
     "security_opt": ["no-new-privileges"],
     "pids_limit": 256,
 }
+#: Where the simulated market's clock starts in the pairs this project runs itself (the demo,
+#: verify's pair check): a Wednesday noon (UTC), so the bot's demo order trades on whatever day
+#: the pipeline runs; forex does not trade on Saturday and Sunday, and on the wall clock the
+#: order would be refused then. The compose files run terminal-sim on the wall clock.
+SIM_START = "2026-01-07T12:00:00Z"
+SIM_START_ENV = {"MT5_SIM_START": SIM_START}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -169,6 +175,8 @@ def run_pair(
         for key in ("LOGIN", "PASSWORD", "SERVER")
     }
     term_env = {**env, "MT5_VNC_PASSWORD_FILE": f"{SECRETS_IN_CONTAINER}/vnc_password"}
+    if terminal == "terminal-sim":
+        term_env.update(SIM_START_ENV)
     mounts = {str(tmp): {"bind": SECRETS_IN_CONTAINER, "mode": "ro"}}
     labels = {"org.mt5forge.pairing": "demo"}
     # Read-only roots, as the secure compose file runs them; state goes to a tmpfs /config.

@@ -14,7 +14,7 @@ from mt5forge.base import BaseImage
 from mt5forge.config import Settings
 from mt5forge.engine import ensure_engine
 from mt5forge.errors import VerificationError
-from mt5forge.pairing import run_pair
+from mt5forge.pairing import SIM_START, run_pair
 from mt5forge.registry import start_registry
 from mt5forge.release import trust_of
 from mt5forge.report.publish import checks_report, push_report, sign_report, where_report
@@ -131,6 +131,10 @@ def demo(c: Context, verbose: bool = False) -> None:
         console.rule(f"{steps}/{steps} pair a bot with its terminal")
         with console.status("Starting terminal-sim and a secure bot in its network namespace..."):
             pair = run_pair(settings)
+        console.print(
+            f"  terminal-sim's simulated market clock starts at {SIM_START} (a Wednesday, so "
+            "the demo order trades whatever day this runs)"
+        )
         for line in pair.reports:
             console.print(f"  {line.split(' INFO ', 1)[-1]}")
         # The fixture terminal: real Windows CPython and the real MetaTrader5 package under
