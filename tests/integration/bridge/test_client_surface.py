@@ -177,14 +177,7 @@ def test_error_texts_are_the_real_packages(core: bytes) -> None:
     for name, where in names.items():
         texts[f"invalid_argument({name!r}) at {where}"] = terms.invalid_argument(name)
     missing = {text: what for what, text in texts.items() if not _in_core(core, text)}
-    assert set(missing) == KNOWN_MISSING, missing
-
-
-#: Texts the bridge gives that the real package does not have: simulator.py's check of
-#: copy_ticks_* flags says 'Invalid "flags" argument', which the package has not got (what it says
-#: instead needs a terminal to see). Left to simulator.py's owner; this test fails once it is
-#: fixed, and the entry goes.
-KNOWN_MISSING = {'Invalid "flags" argument'}
+    assert not missing, missing
 
 
 def test_the_error_text_check_sees_a_changed_text(core: bytes) -> None:

@@ -1357,7 +1357,9 @@ class Simulator:
             self._set_error(C.RES_E_INVALID_PARAMS, terms.ORDINAL_ARGUMENT[1])
             return None
         if type(flags) is not int or flags not in _COPY_FLAGS:
-            self._set_error(C.RES_E_INVALID_PARAMS, terms.invalid_argument("flags"))
+            # The package has texts for its 1st to 3rd unnamed arguments only; flags is the
+            # 4th, so a bad one gets its generic text (no 'Invalid "flags" argument' in _core).
+            self._set_error(C.RES_E_INVALID_PARAMS, terms.INVALID_ARGUMENTS)
             return None
         if not self._connected():
             return None
