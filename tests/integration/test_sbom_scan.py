@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mt5forge.config import Settings
 from mt5forge.errors import ScanError
 from mt5forge.fixtures.trivydb import Advisory, write_db
 from mt5forge.images import Target
+from mt5forge.manifest import load_manifests
 from mt5forge.records import read_record, require
 from mt5forge.scanpolicy import load_policy
 from mt5forge.stages import run_stages, select
@@ -30,7 +32,9 @@ from mt5forge.tools import trivy
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAKE_CVE = "CVE-2099-41001"
+PYTHON_URL = "https://www.python.org/ftp/python/3.12.9/python-3.12.9-embed-amd64.zip"
 NOW = dt.datetime.now(dt.UTC)
+REPO_RULES = Path(__file__).resolve().parents[2] / "scan-secrets.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,7 @@ def sboms(built: Any) -> dict[str, Any]:
 
 
 def _policy(tmp_path: Path, ignores: str = "", extra: str = "") -> Path:
-    repo_rules = Path(__file__).resolve().parents[2] / "scan-secrets.yaml"
-    (tmp_path / "scan-secrets.yaml").write_text(repo_rules.read_text())
+    (tmp_path / "scan-secrets.yaml").write_text(REPO_RULES.read_text())
     path = tmp_path / "scan-policy.toml"
     path.write_text(f'fail_on = "HIGH"\n{extra}\n{ignores}\n')
     return path
@@ -89,6 +92,21 @@ def test_every_sbom_validates_and_carries_debian_python_and_artifacts(
         assert root["type"] == "container" and root["version"] == r.image_id
         props = {p["name"]: p["value"] for p in root.get("properties", [])}
         assert props["mt5forge:variant"] == r.target.variant
+        # The base image the image was built FROM, by the stable tag and the engine's id.
+        assert props["mt5forge:base-image"] == built.base.reference, name
+        assert props["mt5forge:base-digest"] == built.base.image_id, name
+        assert props["mt5forge:profile"] == "fixture"
+        # Debian packages carry their source package (what Debian's advisories are keyed by),
+        # as Trivy gives it: libc6 is built from glibc.
+        debs = [c for c in doc["components"] if c.get("purl", "").startswith("pkg:deb/debian/")]
+        src = {
+            c["name"]: p["value"]
+            for c in debs
+            for p in c.get("properties", [])
+            if p["name"] == "aquasecurity:trivy:SrcName"
+        }
+        assert set(src) == {c["name"] for c in debs}, name
+        assert src["libc6"] == "glibc" and src["bash"] == "bash", name
         record = read_record(built.settings.run_dir, "sbom", r.image_id)
         assert record is not None and record.passed
 
@@ -97,6 +115,8 @@ def test_terminal_sbom_has_every_pinned_artifact_hash_and_the_windows_wheels(
     built: Any, sboms: dict[str, Any]
 ) -> None:
     fetched = {a.name: a for a in built.results["fetch"].artifacts}
+    s = built.settings
+    manifests = {m.name: m for m in load_manifests(s.path(s.fetch.manifests_dir))}
     for variant in ("slim", "secure"):
         doc = json.loads(sboms[f"terminal:{variant}"].path.read_text())
         comps = doc["components"]
@@ -110,6 +130,22 @@ def test_terminal_sbom_has_every_pinned_artifact_hash_and_the_windows_wheels(
         }
         assert origins["python-windows"]["mt5forge:origin"] == "real-from-PyPI"
         assert origins["mt5setup"]["mt5forge:origin"] == "fixture"
+        # How each was verified (as the fetch stage did it) and where upstream has it; the
+        # Windows CPython is marked as such, like the wheels in the same Wine prefix.
+        for name, props in origins.items():
+            assert props["mt5forge:verified-by"] == fetched[name].verified_by != "", name
+            assert props["mt5forge:upstream-url"] == manifests[name].url, name
+        assert origins["python-windows"]["mt5forge:upstream-url"] == PYTHON_URL
+        assert origins["python-windows"]["mt5forge:platform"] == "win_amd64 (Wine prefix)"
+        assert all(
+            "mt5forge:platform" not in p for n, p in origins.items() if n != "python-windows"
+        )
+        dist = {
+            c["name"]: [r["url"] for r in c.get("externalReferences", [])]
+            for c in comps
+            if c.get("purl", "").startswith("pkg:generic/")
+        }
+        assert dist["python-windows"] == [PYTHON_URL]
         wheels = {
             c["name"].lower(): c
             for c in comps
@@ -119,6 +155,8 @@ def test_terminal_sbom_has_every_pinned_artifact_hash_and_the_windows_wheels(
         assert {"metatrader5", "numpy", "rpyc"} <= set(wheels)
         sha256 = {h["content"] for h in wheels["metatrader5"]["hashes"] if h["alg"] == "SHA-256"}
         assert sha256 == {"b94b1f8f52087ae36dfac5f352a96f5d04fe308704d9515f82cf5d1470bc31d4"}
+        # The summary counts wheels only, not the Windows CPython artifact.
+        assert sboms[f"terminal:{variant}"].summary.windows_wheels == len(wheels)
 
 
 def test_scan_fails_on_a_fixture_cve_naming_it(
@@ -206,26 +244,8 @@ def test_no_database_is_a_clear_error(built: Any, tmp_path: Path) -> None:
         database(settings, "upstream", load_policy(_policy(tmp_path)), NOW)
 
 
-def _leaky_image(docker_client: Any, base_ref: str, password: str) -> Any:
-    """A private key and an MT5_PASSWORD line in one layer, deleted in the next."""
-    key_pem = (
-        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-        + "\n".join(
-            "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(70))
-            for _ in range(6)
-        )
-        + "\n-----END OPENSSH PRIVATE KEY-----\n"
-    )
-    files = {
-        "Dockerfile": (
-            f"FROM {base_ref}\nCOPY secrets/ /opt/app/\n"
-            "RUN rm -rf /opt/app/id_ed25519 /opt/app/account.env\n"
-            "USER 1000:1000\n"
-            'HEALTHCHECK CMD ["true"]\n'
-        ),
-        "secrets/id_ed25519": key_pem,
-        "secrets/account.env": f"MT5_LOGIN=51234567\nMT5_PASSWORD={password}\n",
-    }
+def _image(docker_client: Any, tag: str, files: dict[str, str]) -> Any:
+    """An image built by the engine's classic builder (as docker-py builds) from ``files``."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, text in files.items():
@@ -234,47 +254,192 @@ def _leaky_image(docker_client: Any, base_ref: str, password: str) -> Any:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
-    image, _ = docker_client.images.build(
-        fileobj=buf, custom_context=True, tag="mt5forge-test/leaky:1", rm=True
-    )
+    image, _ = docker_client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True)
     return image
+
+
+def _as_built(image: Any, tag: str, tmp_path: Path) -> BuildResult:
+    """A build result for an image made by the test, as the scan stage is given one."""
+    return BuildResult(
+        target=Target(image="bot", variant="slim"),
+        reference=tag,
+        image_id=image.id,
+        size=0,
+        layers=0,
+        seconds=0,
+        steps=0,
+        cached=0,
+        record=tmp_path / "none",
+        log_file=tmp_path / "none",
+    )
+
+
+def _random(alphabet: str, n: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def _leaky_image(docker_client: Any, base_ref: str, values: dict[str, str]) -> Any:
+    """A private key, an MT5_PASSWORD line, a VNC password and the bridge's TLS key given
+    inline, in one layer, all deleted in the next."""
+    key_pem = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        + "\n".join(_random(string.ascii_letters + string.digits, 70) for _ in range(6))
+        + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    return _image(
+        docker_client,
+        "mt5forge-test/leaky:1",
+        {
+            "Dockerfile": (
+                f"FROM {base_ref}\nCOPY secrets/ /opt/app/\n"
+                "RUN rm -rf /opt/app/id_ed25519 /opt/app/account.env /opt/app/vnc.env "
+                "/opt/app/bridge.env\n"
+                "USER 1000:1000\n"
+                'HEALTHCHECK CMD ["true"]\n'
+            ),
+            "secrets/id_ed25519": key_pem,
+            "secrets/account.env": f"MT5_LOGIN=51234567\nMT5_PASSWORD={values['mt5']}\n",
+            "secrets/vnc.env": f"VNC_PASSWORD={values['vnc']}\n",
+            "secrets/bridge.env": f"MT5_BRIDGE_TLS_KEY={values['tls']}\n",
+        },
+    )
 
 
 def test_secrets_in_a_layer_deleted_later_fail_naming_the_layer(
     built: Any, docker_client: Any, tmp_path: Path
 ) -> None:
-    password = "Tr4d3" + "".join(secrets.choice(string.ascii_letters) for _ in range(12))
+    """Real Trivy, with scan-secrets.yaml, through the scan gate: the custom MT5 password, VNC
+    password and inline bridge TLS key rules (and the built-in private-key one) each fire on
+    their file in the COPY layer the next layer deletes from, and no report or record carries
+    a value."""
+    values = {
+        "mt5": "Tr4d3" + _random(string.ascii_letters, 12),
+        "vnc": "Vnc" + _random(string.ascii_letters + string.digits, 12),
+        "tls": _random(string.ascii_letters + string.digits + "+/", 64) + "==",
+    }
     settings = dataclasses.replace(
         built.settings,
         paths=dataclasses.replace(built.settings.paths, run_dir=str(tmp_path / "run")),
     )
-    image = _leaky_image(docker_client, built.base.reference, password)
+    image = _leaky_image(docker_client, built.base.reference, values)
     try:
-        b = BuildResult(
-            target=Target(image="bot", variant="slim"),
-            reference="mt5forge-test/leaky:1",
-            image_id=image.id,
-            size=0,
-            layers=0,
-            seconds=0,
-            steps=0,
-            cached=0,
-            record=tmp_path / "none",
-            log_file=tmp_path / "none",
-        )
+        b = _as_built(image, "mt5forge-test/leaky:1", tmp_path)
         with pytest.raises(ScanError) as info:
             scan_all(settings, built=[b], policy_path=_policy(tmp_path))
         text = str(info.value)
-        assert "mt5-password" in text and "opt/app/account.env" in text
-        assert "private-key" in text and "opt/app/id_ed25519" in text
-        assert "layer 2/" in text and "COPY" in text
-        # The report and the record name the secret, never carry it.
+        rule_ids = {r["id"] for r in yaml.safe_load(REPO_RULES.read_text())["rules"]}
+        expected = {
+            "mt5-password": "opt/app/account.env",
+            "vnc-password": "opt/app/vnc.env",
+            "mt5-bridge-tls-key": "opt/app/bridge.env",
+            "private-key": "opt/app/id_ed25519",
+        }
+        assert {"mt5-password", "vnc-password", "mt5-bridge-tls-key"} <= rule_ids
         (result,) = info.value.results  # type: ignore[misc]
+        for rule, path in expected.items():
+            lines = [p for p in result.problems if p.startswith(f"secret {rule} ")]
+            assert len(lines) == 1, (rule, result.problems)
+            assert path in lines[0] and "layer 2/" in lines[0] and "COPY" in lines[0], lines
+            assert rule in text and path in text
+        # The report and the record name the secret, never carry it.
         record = read_record(settings.run_dir, "scan", image.id)
         assert record is not None
         for blob in (text, record.path.read_text(), Path(result.reports["json"]).read_text()):
-            assert password not in blob
+            for value in values.values():
+                assert value not in blob
         with pytest.raises(Exception, match="failed: scan"):
             require(settings.run_dir, image.id, ["scan"])
     finally:
         docker_client.images.remove(image.id, force=True)
+
+
+_SMALL = 'USER 1000:1000\nHEALTHCHECK CMD ["true"]\n'
+"""A clean tail: a non-root user and a healthcheck, so only what a test adds is found."""
+
+
+def test_an_old_database_fails_the_gate_on_the_real_profile_and_is_recorded_on_the_fixture(
+    built: Any, docker_client: Any, tmp_path: Path
+) -> None:
+    """The scan gate itself, not only database(): an image of the upstream profile fails on the
+    age alone; one of the fixture profile passes, with the age and the exemption recorded."""
+    root = tmp_path / "old-db"
+    write_db(root, [], updated_at=NOW - dt.timedelta(days=10))
+    settings = _settings_with_db(built, root, tmp_path / "run")
+    policy = _policy(tmp_path)
+    images = {
+        profile: _image(
+            docker_client,
+            f"mt5forge-test/db-age:{profile}",
+            {
+                "Dockerfile": f"FROM {built.base.reference}\n"
+                f"LABEL org.mt5forge.profile={profile}\n{_SMALL}"
+            },
+        )
+        for profile in ("upstream", "fixture")
+    }
+    try:
+        real = _as_built(images["upstream"], "mt5forge-test/db-age:upstream", tmp_path)
+        with pytest.raises(ScanError, match=r"the vulnerability database is 2\d\d h old") as info:
+            scan_all(settings, built=[real], policy_path=policy)
+        (failed,) = info.value.results  # type: ignore[misc]
+        assert len(failed.problems) == 1 and "older than the policy's 72 h" in failed.problems[0]
+        assert failed.database.too_old and not failed.database.exempt
+        record = read_record(settings.run_dir, "scan", real.image_id)
+        assert record is not None and not record.passed
+
+        fixture = _as_built(images["fixture"], "mt5forge-test/db-age:fixture", tmp_path)
+        (passed,) = scan_all(settings, built=[fixture], policy_path=policy)
+        assert passed.passed and passed.database.too_old
+        record = read_record(settings.run_dir, "scan", fixture.image_id)
+        assert record is not None and record.passed
+        db = record["database"]
+        assert db["too_old"] is True and "fixture profile" in db["exempt"]
+        assert db["age_hours"] > 230 and db["updated_at"] == passed.database.updated_at
+    finally:
+        for image in images.values():
+            docker_client.images.remove(image.id, force=True)
+
+
+def test_trivys_missed_healthcheck_is_overridden_with_the_reason_recorded(
+    built: Any, docker_client: Any, tmp_path: Path
+) -> None:
+    """Trivy 0.76 reports DS-0026 ("No HEALTHCHECK defined") on an image built by the classic
+    builder with a custom SHELL, though its config has one; the same image without the SHELL
+    line draws no DS-0026. The gate reads the config and records the override and why."""
+    write_db(tmp_path / "db", [])
+    settings = _settings_with_db(built, tmp_path / "db", tmp_path / "run")
+    body = "RUN echo hello > /tmp/hello\n" + _SMALL
+    shell = 'SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'
+    tags = {"shell": "mt5forge-test/healthcheck:shell", "plain": "mt5forge-test/healthcheck:plain"}
+    images = {
+        kind: _image(
+            docker_client,
+            tag,
+            {
+                "Dockerfile": f"FROM {built.base.reference}\n"
+                + (shell if kind == "shell" else "")
+                + body
+            },
+        )
+        for kind, tag in tags.items()
+    }
+    try:
+        results = scan_all(
+            settings,
+            built=[_as_built(images[k], tags[k], tmp_path) for k in ("shell", "plain")],
+            policy_path=_policy(tmp_path),
+        )
+        with_shell, plain = results
+        health = [v for v in with_shell.verdicts if v.finding.id == "DS-0026"]
+        assert [v.verdict for v in health] == ["overridden"], with_shell.verdicts
+        assert "HEALTHCHECK (CMD true)" in health[0].why and "custom SHELL" in health[0].why
+        assert with_shell.passed
+        record = read_record(settings.run_dir, "scan", images["shell"].id)
+        assert record is not None and record.passed
+        (entry,) = [f for f in record["findings"] if f["id"] == "DS-0026"]
+        assert entry["verdict"] == "overridden" and entry["why"] == health[0].why
+        assert record["verdicts"].get("overridden") == 1
+        assert "DS-0026" not in {v.finding.id for v in plain.verdicts}
+    finally:
+        for image in images.values():
+            docker_client.images.remove(image.id, force=True)
