@@ -4,6 +4,7 @@ an unchanged package set is not."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ import pytest
 import requests
 
 from mt5forge import provenance
+from mt5forge import release as release_module
 from mt5forge.progress import NullProgress
 from mt5forge.registry import Registry
 from mt5forge.release import (
     Decision,
+    Rebuilt,
     Released,
     State,
     apt_snapshot,
@@ -61,6 +64,11 @@ def _sbom(gated: Any) -> Path:
 
 def _catalog(reg: Registry) -> list[str]:
     return list(requests.get(f"{reg.url}/v2/_catalog", timeout=5).json()["repositories"])
+
+
+def _tags(reg: Registry, repo: str) -> list[str]:
+    r = requests.get(f"{reg.url}/v2/{repo}/tags/list", timeout=10)
+    return [] if r.status_code == 404 else list(r.json().get("tags") or [])
 
 
 def test_apt_snapshot_gives_a_candidate_for_every_released_package(gated: Any, built: Any) -> None:
@@ -184,3 +192,92 @@ def test_the_same_packages_are_not_published(
 def test_package_diff_lines() -> None:
     d = package_diff({"deb:a": "1", "deb:b": "2"}, {"deb:a": "1", "deb:b": "3", "deb:c": "1"})
     assert d.lines() == ["- deb:b 2", "+ deb:b 3", "+ deb:c 1"]
+
+
+def test_a_new_build_id_builds_and_publishes_a_closed_fix_then_nothing_more(
+    gated: Any,
+    built: Any,
+    local_registry: Registry,
+    signing_keys: SigningKeys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One real rebuild. The last release's state has another build ID and a fixable finding
+    its scan listed, ``CVE-x pkg``, which the fresh build's scan (fixture database) lacks:
+    run_rebuild builds bot:slim fresh (apt-get upgrade), gates it, diffs its SBOM against the
+    last one and publishes for the closed fix. Then the same build against the state that
+    publish kept (its own package set, nothing fixable) is "no change" and pushes nothing, and
+    the next scheduled run decides "no change" before building."""
+    base = gated.settings
+    run_dir = tmp_path / "run"
+    # The session's fixture settings with a run directory (and SBOM directory) of this test's
+    # own: the fresh build's SBOM and records must not replace the gated image's.
+    settings = dataclasses.replace(
+        base,
+        paths=dataclasses.replace(base.paths, run_dir=str(run_dir)),
+        sbom=dataclasses.replace(base.sbom, dir=str(run_dir / "sbom")),
+    )
+    last = Released(
+        image_id=gated.build.image_id,
+        digest="sha256:" + "f" * 64,
+        sbom=str(_sbom(gated)),
+        fixable=("CVE-x pkg",),
+    )
+    save_state(run_dir, State(build_id="an older build id", images={"bot:slim": last}))
+    seen: list[tuple[Any, ...]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Rebuilt:
+        """The real publish_if_changed; only remembers what the build gave it."""
+        seen.append(args)
+        return publish_if_changed(*args, **kwargs)
+
+    monkeypatch.setattr(release_module, "publish_if_changed", spy)
+    progress = Seen()
+    options = Options(images=("bot",), variants=("slim",))
+    out = run_rebuild(
+        settings, options, registry=local_registry.address, keys=signing_keys, progress=progress
+    )
+
+    # It built, and every gate ran, before deciding.
+    assert out.built and not out.decision.unchanged
+    assert out.decision.previous == "an older build id"
+    assert "bot:slim" in progress.keys, progress.keys  # the build stage's key
+    for stage in ("sbom", "scan", "verify"):
+        assert any(k.startswith(stage) for k in progress.keys), (stage, progress.keys)
+    [(_, decision, fresh, sboms)] = seen
+    [new] = fresh
+    # The diff is of the fresh build's SBOM against the last released one.
+    assert out.diffs["bot:slim"] == package_diff(
+        sbom_packages(_sbom(gated)), sbom_packages(sboms[new.image_id])
+    )
+    # The closed fix alone is reason to publish: pushed, signed, every signature checked.
+    assert out.closed == {"bot:slim": ("CVE-x pkg",)}
+    assert out.verdict == "published" and out.published is not None
+    assert out.published.passed, out.published.checks
+    [pushed] = out.published.pushed
+    assert pushed.image_id == new.image_id
+    assert _catalog(local_registry) == ["mt5forge/bot"]
+    tags = sorted(_tags(local_registry, "mt5forge/bot"))
+    state = load_state(run_dir)
+    assert state is not None and state.build_id != "an older build id"
+    kept = state.images["bot:slim"]
+    assert (kept.image_id, kept.digest, kept.fixable) == (new.image_id, pushed.digest, ())
+    assert sbom_packages(Path(kept.sbom)) == sbom_packages(sboms[new.image_id])
+
+    # The same build against what was just released: no package changed, nothing to close.
+    again = publish_if_changed(
+        settings, decision, fresh, sboms, registry=local_registry.address, keys=signing_keys
+    )
+    assert again.verdict == "no change" and again.published is None
+    assert again.diffs["bot:slim"].empty and again.closed == {"bot:slim": ()}
+    assert sorted(_tags(local_registry, "mt5forge/bot")) == tags  # nothing more pushed
+
+    # And the next scheduled run stops at the decision.
+    monkeypatch.undo()
+    quiet = Seen()
+    later = run_rebuild(
+        settings, options, registry=local_registry.address, keys=signing_keys, progress=quiet
+    )
+    assert later.verdict == "no change" and not later.built and later.decision.unchanged
+    assert not [k for k in quiet.keys if k == "bot:slim" or k.startswith(("push", "sign"))]
+    assert sorted(_tags(local_registry, "mt5forge/bot")) == tags
