@@ -112,5 +112,6 @@ def verify_signature(c: Context, ref: str, format: str = "table", verbose: bool 
         failed = [c for c in checks if not c.passed]
         if failed:
             raise VerificationError(
-                f"{len(failed)} of {len(checks)} signature check(s) failed (see above)."
+                f"{len(failed)} of {len(checks)} signature check(s) of {repository}@{digest} "
+                "failed: " + "; ".join(f"{c.format} by {c.verifier}" for c in failed) + "."
             )

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from mt5forge.registry import start_registry, stop_registry
 from mt5forge.release import trust_of
 from mt5forge.sigcheck import Trust, check_all, skopeo_policy_copy
 from mt5forge.stages.push import PushRequest, push_all
-from mt5forge.stages.sign import SigningKeys, from_push, sign_all
+from mt5forge.stages.sign import SigningKeys, from_push, sign_all, write_trust_files
 from mt5forge.tools import cosign
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -336,4 +337,102 @@ def test_keys_stay_out_of_records_and_logs(signed: Signed) -> None:
     assert "PRIVATE KEY" not in rec and "ENCRYPTED" not in rec
     for env in (signing.PASSPHRASE_ENV, cosign.PASSWORD_ENV):
         assert os.environ[env] not in rec
-    assert shutil.which("skopeo")
+
+
+# ---- `invoke verify-signature --ref`, the real task in a process of its own ----
+
+REPO = Path(__file__).resolve().parents[3]
+VERIFIERS = {
+    ("gpg", "ours (python-gnupg)"),
+    ("gpg", "skopeo (host, signedBy)"),
+    ("cosign", "cosign verify"),
+    ("cosign", "ours (cryptography)"),
+    ("cosign cyclonedx", "cosign verify-attestation"),
+    ("cosign cyclonedx", "ours (cryptography)"),
+    ("cosign slsaprovenance1", "cosign verify-attestation"),
+    ("cosign slsaprovenance1", "ours (cryptography)"),
+    ("gpg + cosign", "skopeo 1.18 (tools image, signedBy + sigstoreSigned)"),
+}
+GPG_VERIFIERS = {v for v in VERIFIERS if v[0].startswith("gpg")}
+
+
+def _verify_cli(s: Signed, ref: str, run_dir: Path) -> tuple[int, list[dict[str, Any]], str]:
+    """``invoke verify-signature --ref REF --format json`` from the repository root, the
+    run directory and public keys named in the environment as a person would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MT5FORGE_")}
+    env.update(
+        MT5FORGE_PATHS_RUN_DIR=str(run_dir),
+        SIGNING_GPG_PUBLIC_KEY=str(s.keys.gpg_public_key),
+        SIGNING_GPG_FINGERPRINT=s.keys.gpg_fingerprint,
+        SIGNING_COSIGN_PUBLIC_KEY=str(s.keys.cosign_public_key),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "verify-signature", "--ref", ref, "--format", "json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    start = proc.stdout.find("{")
+    rows = json.loads(proc.stdout[start:])["data"] if start >= 0 else []
+    return proc.returncode, rows, proc.stderr
+
+
+def _pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["format"], r["verifier"]) for r in rows]
+
+
+def test_cli_verifies_by_digest_one_row_per_verifier(signed: Signed) -> None:
+    code, rows, err = _verify_cli(
+        signed, f"{signed.repository}@{signed.digest}", signed.settings.run_dir
+    )
+    assert code == 0, err
+    assert sorted(_pairs(rows)) == sorted(VERIFIERS)  # each verifier once, no more
+    assert all(r["passed"] for r in rows), rows
+
+
+def test_cli_verifies_by_tag(signed: Signed) -> None:
+    registry, _, path = signed.repository.partition("/")
+    tags = requests.get(f"http://{registry}/v2/{path}/tags/list", timeout=10).json()["tags"]
+    [tag, *_] = sorted(t for t in tags if not t.startswith("sha256-"))  # not cosign's tags
+    code, rows, err = _verify_cli(signed, f"{signed.repository}:{tag}", signed.settings.run_dir)
+    assert code == 0, err
+    assert sorted(_pairs(rows)) == sorted(VERIFIERS)
+    assert all(r["passed"] for r in rows), rows
+
+
+def test_cli_refuses_tampered_simple_signatures_naming_the_verifiers(
+    signed: Signed, tmp_path: Path
+) -> None:
+    """A run directory whose lookaside store holds the signatures with a byte flipped (its
+    policy files written for it): the GPG verifiers refuse, each named; cosign still passes."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(signed.trust.store, signing.store_dir(run_dir))
+    mine = dataclasses.replace(
+        signed.settings,
+        paths=dataclasses.replace(signed.settings.paths, run_dir=str(run_dir)),
+    )
+    write_trust_files(mine, signed.keys, signed.repository)
+    blobs = signing.read_signatures(signing.store_dir(run_dir), signed.repository, signed.digest)
+    assert blobs
+    for path in blobs:
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        path.write_bytes(bytes(raw))
+    code, rows, err = _verify_cli(signed, f"{signed.repository}@{signed.digest}", run_dir)
+    assert code != 0
+    failed = {(r["format"], r["verifier"]) for r in rows if not r["passed"]}
+    assert failed == GPG_VERIFIERS, rows
+    for fmt, verifier in GPG_VERIFIERS:
+        assert f"{fmt} by {verifier}" in err, err
+    assert "by cosign verify" not in err, err
+
+
+def test_cli_refuses_an_unsigned_image(signed: Signed) -> None:
+    repo = _case_repo(signed, "cli-unsigned")
+    code, rows, err = _verify_cli(signed, f"{repo}@{signed.digest}", signed.settings.run_dir)
+    assert code != 0
+    assert sorted(_pairs(rows)) == sorted(VERIFIERS)
+    assert not any(r["passed"] for r in rows), rows
+    assert "9 of 9 signature check(s)" in err and "cosign by cosign verify" in err, err
