@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from mt5forge.pairing import run_pair
 
@@ -34,6 +34,16 @@ def test_slim_bot_pairs_too(built: Any) -> None:
     assert run_pair(built.settings, bot_variant="slim", iterations=1).exit_code == 0
 
 
+def _listening(c: Any) -> bool:
+    """The bridge says it listens; a container that stopped first fails at once, with its log."""
+    logs = c.logs()
+    if b"mt5bridge listening on" in logs:
+        return True
+    c.reload()
+    assert c.status in ("created", "running"), f"terminal-sim {c.status}: {logs.decode()[-2000:]}"
+    return False
+
+
 @pytest.fixture
 def sim(built: Any, docker_client: Any) -> Iterator[Any]:
     c = docker_client.containers.run(
@@ -43,10 +53,7 @@ def sim(built: Any, docker_client: Any) -> Iterator[Any]:
         labels={"org.mt5forge.test": "infra"},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while b"mt5bridge listening on" not in c.logs():
-            assert time.monotonic() < deadline, c.logs().decode()
-            time.sleep(0.3)
+        wait_for("terminal-sim's bridge to listen", lambda: _listening(c), 300, every=0.3)
         c.reload()
         yield c
     finally:
