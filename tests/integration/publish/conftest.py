@@ -1,8 +1,9 @@
 """One image that passed every gate, for the push and sign tests.
 
-The session's ``built`` images come from the fixture profile; the sbom, scan (fixture
-database) and verify stages run here on ``bot:slim`` only (the smallest image), as a task
-runs them, so its records are real ones for its real image id.
+The session's ``built`` images come from the fixture profile: here only the bot image (slim and
+secure, the smallest; the publish tests use nothing else), so these tests do not wait for the
+terminal images' Wine builds. The sbom, scan (fixture database) and verify stages run on
+``bot:slim`` only, as a task runs them, so its records are real ones for its real image id.
 """
 
 from __future__ import annotations
@@ -11,17 +12,70 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from keys import make_keys, passphrases
 
+from mt5forge import config
+from mt5forge.fixtures import fixture_session
+from mt5forge.fixtures.trivydb import write_db
 from mt5forge.signing import stop_agent
-from mt5forge.stages import run_stages, select
+from mt5forge.stages import Options, run_stages, select
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.sign import SigningKeys
 
 GATED = "bot:slim"
+REPO = Path(__file__).resolve().parents[3]
+# The CA bundle's marker line, as tests/conftest.py writes it: the same bytes keep the build
+# cache shared with the other trees' sessions.
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
+
+
+@dataclasses.dataclass
+class BotBuilt:
+    """What tests/conftest.py's ``Built`` gives, for the bot image only."""
+
+    settings: Any
+    base: Any
+    first: dict[str, BuildResult]
+    results: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def built(
+    docker_client: Any, base_image: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BotBuilt]:
+    """bot:slim and bot:secure built once from the fixture profile (base, fetch, build as a
+    task runs them), instead of all five images."""
+    run_dir = tmp_path_factory.mktemp("build-run")
+    bundle = run_dir / "build-ca.pem"
+    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
+    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
+    settings = config.load(
+        REPO,
+        env={},
+        overrides={
+            "build": {"ca_bundle": str(bundle)},
+            "paths": {"run_dir": str(run_dir)},
+            "sbom": {"dir": str(run_dir / "sbom")},
+            # Trivy's cache and (empty) fixture database of this session's own: Trivy locks its
+            # cache directory, and another session's scans must not make these time out.
+            "scan": {"cache_dir": str(run_dir / "trivy-cache"), "db_dir": str(run_dir / "trivy")},
+        },
+    )
+    write_db(run_dir / "trivy", [])
+    with fixture_session(settings) as (_profile, fixture_settings):
+        options = Options(images=("bot",), variants=("slim", "secure"))
+        results = run_stages(fixture_settings, select(until="build"), options=options)
+        yield BotBuilt(
+            settings=fixture_settings,
+            base=results["base"],
+            first={str(r.target): r for r in results["build"]},
+            results=results,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
