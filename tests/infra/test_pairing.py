@@ -86,3 +86,43 @@ def test_bridge_is_not_reachable_from_another_container(
         network_mode=f"container:{sim.id}",
     ).decode()  # fmt: skip
     assert inside.startswith("CONNECTED"), inside
+
+
+CLOCK_PROBE = (
+    "import mt5bridge.client as mt5\n"
+    "assert mt5.initialize(login=10000001, password='infra-test-pw', server='Sim'), "
+    "mt5.last_error()\n"
+    "print(mt5.symbol_info_tick('EURUSD').time)\n"
+    "r = mt5.order_send({'action': mt5.TRADE_ACTION_DEAL, 'symbol': 'EURUSD', 'volume': 0.01,\n"
+    "    'type': mt5.ORDER_TYPE_BUY, 'type_filling': mt5.ORDER_FILLING_IOC})\n"
+    "print(r.retcode, r.comment)\n"
+)
+
+
+def test_pairs_we_run_start_the_market_on_a_weekday(built: Any, docker_client: Any) -> None:
+    """verify's pair check and the demo give terminal-sim SIM_START_ENV: the market's clock
+    starts there (a Wednesday noon), so the bot's demo order fills whatever day this runs."""
+    import datetime as dt
+
+    from mt5forge.pairing import SIM_START, SIM_START_ENV
+
+    start = dt.datetime.fromisoformat(SIM_START)
+    assert start.weekday() == 2 and start.hour == 12, SIM_START
+    c = docker_client.containers.run(
+        f"{built.settings.images.prefix}/terminal-sim:slim", detach=True,
+        environment={"MT5_LOGIN": "10000001", "MT5_PASSWORD": "infra-test-pw",
+                     "MT5_SERVER": "Sim", **SIM_START_ENV},
+        labels={"org.mt5forge.test": "infra"},
+    )  # fmt: skip
+    try:
+        wait_for("terminal-sim's bridge to listen", lambda: _listening(c), 300, every=0.3)
+        out = docker_client.containers.run(
+            f"{built.settings.images.prefix}/bot:slim", ["python3", "-c", CLOCK_PROBE],
+            remove=True, network_mode=f"container:{c.id}",
+        ).decode().split("\n")  # fmt: skip
+    finally:
+        c.remove(force=True)
+    tick_time = int(out[0])
+    # The clock runs on from the start at speed 1: minutes at most have passed since.
+    assert -60 <= tick_time - start.timestamp() < 3600, (tick_time, SIM_START)
+    assert out[1].startswith("10009 "), out  # TRADE_RETCODE_DONE: the market is open

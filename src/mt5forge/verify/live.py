@@ -37,6 +37,7 @@ from typing import Any
 import docker.errors
 
 from mt5forge.errors import VerificationError
+from mt5forge.pairing import SIM_START_ENV
 from mt5forge.verify.compose import ComposeRun, load_service
 from mt5forge.verify.expectations import Expectation
 
@@ -339,8 +340,11 @@ def running(
         writable_volumes = [p for p, m in (svc.volumes if svc else ()) if m != "ro"]
         mounted = tuple(sorted({*tmpfs, *writable_volumes}))
         if e.role == "terminal":
-            term_env = {**own_env, **({"MT5_VNC_PASSWORD_FILE": f"{SECRETS_DIR}/vnc_password"}
-                                      if e.gui_secret else {})}  # fmt: skip
+            # SIM_START_ENV: a simulator's market opens on a weekday, so the pair's demo order
+            # trades on any day (the real terminal's bridge does not read it).
+            term_env = {**own_env, **SIM_START_ENV,
+                        **({"MT5_VNC_PASSWORD_FILE": f"{SECRETS_DIR}/vnc_password"}
+                           if e.gui_secret else {})}  # fmt: skip
             target = client.containers.run(
                 reference, detach=True, environment=term_env, volumes=own, labels=LABEL,
                 tmpfs=tmpfs, healthcheck=FAST_HEALTH, **hardened,
@@ -360,7 +364,8 @@ def running(
             image = target.image
         else:
             partner = client.containers.run(
-                partner_image("terminal-sim:slim"), detach=True, environment=env,
+                partner_image("terminal-sim:slim"), detach=True,
+                environment={**env, **SIM_START_ENV},
                 volumes=mounts, labels=LABEL, read_only=True,
                 tmpfs={"/config": f"uid={uid},gid={gid}"},
             )  # fmt: skip
