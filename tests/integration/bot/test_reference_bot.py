@@ -8,19 +8,15 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mt5bridge.backends import simulator_backend
-from mt5bridge.server import BridgeServer, ServerOptions
-from mt5bridge.simulator import SimulatorConfig
+from simserver import WEDNESDAY_NOON, serve_simulator_at
 
 pytestmark = pytest.mark.integration
 
 LOGIN, PASSWORD, SERVER = "51234567", "Zq9!secret-pw", "Sim-Demo"
-WEDNESDAY_NOON = dt.datetime(2024, 1, 17, 12, 0, tzinfo=dt.UTC).timestamp()
 SATURDAY_NOON = dt.datetime(2024, 1, 20, 12, 0, tzinfo=dt.UTC).timestamp()
 
 
@@ -50,17 +46,8 @@ def bridge_port() -> Iterator[int]:
 
 def _serve_at(start: float) -> Iterator[int]:
     """A bridge server in this process on 127.0.0.1 whose simulator starts at `start`."""
-    config = SimulatorConfig(login=int(LOGIN), password=PASSWORD, server=SERVER,
-                             time_origin=start)  # fmt: skip
-    server = BridgeServer(simulator_backend(config), ServerOptions(host="127.0.0.1", port=0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_simulator_at(start, login=int(LOGIN), password=PASSWORD, server=SERVER) as port:
+        yield port
 
 
 @pytest.fixture

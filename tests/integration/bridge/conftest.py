@@ -11,22 +11,19 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mt5bridge.backends import simulator_backend
-from mt5bridge.server import BridgeServer, ServerOptions
-from mt5bridge.simulator import SimulatorConfig
+import simserver
 
 SIM_LOGIN = 51234567
 SIM_PASSWORD = "s3cret-Pass!word"
 SIM_SERVER = "Sim-Demo"
 #: Simulated start times: forex trades on a Wednesday noon and not on a Saturday noon (UTC).
-WEDNESDAY_NOON = dt.datetime(2024, 1, 17, 12, 0, tzinfo=dt.UTC).timestamp()
+WEDNESDAY_NOON = simserver.WEDNESDAY_NOON
 SATURDAY_NOON = dt.datetime(2024, 1, 20, 12, 0, tzinfo=dt.UTC).timestamp()
 
 
@@ -119,14 +116,7 @@ def serve_simulator_at(start: float) -> Iterator[int]:
     """A bridge server in this process on 127.0.0.1 (over TCP, sessions and all) whose
     simulator starts at `start` (Unix seconds) and runs on at wall-clock speed; yields its port.
     """
-    config = SimulatorConfig(login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER,
-                             time_origin=start)  # fmt: skip
-    server = BridgeServer(simulator_backend(config), ServerOptions(host="127.0.0.1", port=0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server.port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with simserver.serve_simulator_at(
+        start, login=SIM_LOGIN, password=SIM_PASSWORD, server=SIM_SERVER
+    ) as port:
+        yield port

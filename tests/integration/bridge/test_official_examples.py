@@ -13,7 +13,6 @@ market-depth example would sleep 50 s); nothing else in the examples is touched.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -22,10 +21,8 @@ from typing import Any
 
 import mt5bridge.client as mt5
 import pytest
-from mt5bridge.backends import simulator_backend
 from mt5bridge.remote import Bridge
-from mt5bridge.server import BridgeServer, ServerOptions
-from mt5bridge.simulator import SimulatorConfig
+from simserver import serve_simulator_at
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +36,9 @@ START = dt.datetime(2024, 1, 17, 10, 0, tzinfo=dt.UTC).timestamp()
 
 
 def _serve(password: str) -> Iterator[int]:
-    config = SimulatorConfig(login=DOC_LOGIN, password=password, server=DOC_SERVER,
-                             time_origin=START)  # fmt: skip
-    server = BridgeServer(simulator_backend(config), ServerOptions(host="127.0.0.1", port=0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        _give_the_account_some_activity(server.port, password)
-        yield server.port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_simulator_at(START, login=DOC_LOGIN, password=password, server=DOC_SERVER) as port:
+        _give_the_account_some_activity(port, password)
+        yield port
 
 
 def _give_the_account_some_activity(port: int, password: str) -> None:
