@@ -23,8 +23,10 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import socket
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--variant", default="slim")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    # A benchmark stopped with SIGTERM (a timeout, kill) still stops its registry and gpg-agent.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = config.load(Path(__file__).resolve().parents[1])
     ensure_engine(settings)
     console = Console()
