@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from buildrun import CA_MARKER, build_run_settings
 from hypothesis import settings as hypothesis_settings
 
 from mt5forge import config
@@ -27,9 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 hypothesis_settings.register_profile("fixed", derandomize=True, print_blob=True)
 if not os.environ.get("HYPOTHESIS_EXPLORE"):
     hypothesis_settings.load_profile("fixed")
-HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# A fixed marker keeps the bundle's bytes, and so the build cache, the same from run to run.
-CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
 
 
 @pytest.fixture(scope="session")
@@ -108,18 +106,7 @@ def built(
     docker_client: Any, base_image: BaseImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Built]:
     run_dir = tmp_path_factory.mktemp("build-run")
-    bundle = run_dir / "build-ca.pem"
-    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
-    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
-    settings = config.load(
-        REPO,
-        env={},
-        overrides={
-            "build": {"ca_bundle": str(bundle)},
-            "paths": {"run_dir": str(run_dir)},
-            "sbom": {"dir": str(run_dir / "sbom")},
-        },
-    )
+    settings = build_run_settings(run_dir)
     with fixture_session(settings) as (profile, fixture_settings):
         # The whole pipeline as a task runs it: base (reused), fetch, build; then the build
         # stage alone again, given the same base and artifacts.
@@ -127,7 +114,12 @@ def built(
         assert [s.name for s in PIPELINE][:3] == ["base", "fetch", "build"]
         again = run_stages(fixture_settings, select(["build"]), given=results)
         built = Built(
-            fixture_settings, profile, results["build"], again["build"], bundle, results["base"]
+            fixture_settings,
+            profile,
+            results["build"],
+            again["build"],
+            Path(settings.build.ca_bundle),
+            results["base"],
         )
         built.results = results
         yield built

@@ -12,13 +12,12 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from buildrun import build_run_settings
 from keys import make_keys, passphrases
 
-from mt5forge import config
 from mt5forge.fixtures import fixture_session
 from mt5forge.fixtures.trivydb import write_db
 from mt5forge.signing import stop_agent
@@ -27,11 +26,6 @@ from mt5forge.stages.build import BuildResult
 from mt5forge.stages.sign import SigningKeys
 
 GATED = "bot:slim"
-REPO = Path(__file__).resolve().parents[3]
-# The CA bundle's marker line, as tests/conftest.py writes it: the same bytes keep the build
-# cache shared with the other trees' sessions.
-HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-CA_MARKER = b"# mt5forge-build-ca-marker-7d1f0c2e9b5a4e61 (tests/integration/test_build_images.py)"
 
 
 @dataclasses.dataclass
@@ -51,20 +45,11 @@ def built(
     """bot:slim and bot:secure built once from the fixture profile (base, fetch, build as a
     task runs them), instead of all five images."""
     run_dir = tmp_path_factory.mktemp("build-run")
-    bundle = run_dir / "build-ca.pem"
-    host = HOST_BUNDLE.read_bytes() if HOST_BUNDLE.is_file() else b""
-    bundle.write_bytes(host + b"\n" + CA_MARKER + b"\n")
-    settings = config.load(
-        REPO,
-        env={},
-        overrides={
-            "build": {"ca_bundle": str(bundle)},
-            "paths": {"run_dir": str(run_dir)},
-            "sbom": {"dir": str(run_dir / "sbom")},
-            # Trivy's cache and (empty) fixture database of this session's own: Trivy locks its
-            # cache directory, and another session's scans must not make these time out.
-            "scan": {"cache_dir": str(run_dir / "trivy-cache"), "db_dir": str(run_dir / "trivy")},
-        },
+    # Trivy's cache and (empty) fixture database of this session's own: Trivy locks its cache
+    # directory, and another session's scans must not make these time out.
+    settings = build_run_settings(
+        run_dir,
+        scan={"cache_dir": str(run_dir / "trivy-cache"), "db_dir": str(run_dir / "trivy")},
     )
     write_db(run_dir / "trivy", [])
     with fixture_session(settings) as (_profile, fixture_settings):
