@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from waiting import wait_for
+from waiting import wait_for_bridge
 
 from mt5forge.pairing import run_pair
 
@@ -34,16 +34,6 @@ def test_slim_bot_pairs_too(built: Any) -> None:
     assert run_pair(built.settings, bot_variant="slim", iterations=1).exit_code == 0
 
 
-def _listening(c: Any) -> bool:
-    """The bridge says it listens; a container that stopped first fails at once, with its log."""
-    logs = c.logs()
-    if b"mt5bridge listening on" in logs:
-        return True
-    c.reload()
-    assert c.status in ("created", "running"), f"terminal-sim {c.status}: {logs.decode()[-2000:]}"
-    return False
-
-
 @pytest.fixture
 def sim(built: Any, docker_client: Any) -> Iterator[Any]:
     c = docker_client.containers.run(
@@ -53,7 +43,7 @@ def sim(built: Any, docker_client: Any) -> Iterator[Any]:
         labels={"org.mt5forge.test": "infra"},
     )  # fmt: skip
     try:
-        wait_for("terminal-sim's bridge to listen", lambda: _listening(c), 300, every=0.3)
+        wait_for_bridge(c, "terminal-sim")
         c.reload()
         yield c
     finally:
@@ -115,7 +105,7 @@ def test_pairs_we_run_start_the_market_on_a_weekday(built: Any, docker_client: A
         labels={"org.mt5forge.test": "infra"},
     )  # fmt: skip
     try:
-        wait_for("terminal-sim's bridge to listen", lambda: _listening(c), 300, every=0.3)
+        wait_for_bridge(c, "terminal-sim")
         out = docker_client.containers.run(
             f"{built.settings.images.prefix}/bot:slim", ["python3", "-c", CLOCK_PROBE],
             remove=True, network_mode=f"container:{c.id}",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import wait_for
+from waiting import wait_for_bridge
 
 from mt5forge.certs import write_bundle
 from mt5forge.verify.checks import BRIDGE_MAGIC, _probe_from_host
@@ -46,17 +46,8 @@ def tls_bridge(
         volumes={str(root / "good"): {"bind": "/run/tls", "mode": "ro"}},
         labels={"org.mt5forge.test": "infra"},
     )  # fmt: skip
-
-    def listening() -> bool:
-        logs = c.logs()
-        if b"mt5bridge listening on" in logs:
-            return True
-        c.reload()
-        assert c.status in ("created", "running"), f"the bridge {c.status}: {logs.decode()}"
-        return False
-
     try:
-        wait_for("the TLS bridge to listen", listening, 300, every=0.3)
+        wait_for_bridge(c, "the TLS terminal-sim")
         c.reload()
         yield c, good, other
     finally:
