@@ -16,7 +16,7 @@ from mt5forge.errors import ConfigError
 from mt5forge.images import Target
 from mt5forge.stages.build import BuildResult
 from mt5forge.stages.verify import requests_from_builds
-from mt5forge.verify import checks, expectations
+from mt5forge.verify import checks, compose, expectations
 from mt5forge.verify.compose import SECURE_FILE, expand, load_service, parse_service
 from mt5forge.verify.live import partner_ref, run_args
 
@@ -183,17 +183,17 @@ def test_capabilities_and_security_options_come_from_the_compose_file(tmp_path: 
     ],
 )  # fmt: skip
 def test_which_compose_port_entries_publish_the_bridge_port(entry: object, publishes: bool) -> None:
-    assert checks._publishes(entry, 18812) is publishes
+    assert compose.publishes(entry, 18812) is publishes
 
 
 def test_compose_files_publishing_the_bridge_port_are_named(tmp_path: Path) -> None:
-    assert checks.compose_publishing(REPO, 18812) == []  # the project's publish the GUI only
+    assert compose.compose_publishing(REPO, 18812) == []  # the project's publish the GUI only
     (tmp_path / "compose").mkdir()
     leak = {"services": {"terminal": {"ports": ["3000:3000", "18812:18812"]},
                          "bot": {"ports": [{"target": 18812}]}, "x": None}}  # fmt: skip
     (tmp_path / "compose" / "docker-compose.leak.yml").write_text(yaml.safe_dump(leak))
     (tmp_path / "compose" / "broken.yaml").write_text("services: [\n")
-    assert checks.compose_publishing(tmp_path, 18812) == [
+    assert compose.compose_publishing(tmp_path, 18812) == [
         "broken.yaml (not readable as YAML: ParserError)",
         "docker-compose.leak.yml services.bot.ports: {'target': 18812}",
         "docker-compose.leak.yml services.terminal.ports: '18812:18812'",

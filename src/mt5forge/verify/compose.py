@@ -160,3 +160,40 @@ def load_service(root: Path, service: str) -> ComposeRun:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from e
     return parse_service(data, service, str(path))
+
+
+def publishes(entry: object, port: int) -> bool:
+    """Whether a compose ``ports:`` entry publishes container port ``port``: the short syntax
+    (``[IP:][HOST:]CONTAINER[/PROTO]``, ranges too, ``${X:-d}`` read as its default) or the
+    long one (``target:``)."""
+    if isinstance(entry, dict):
+        entry = entry.get("target", "")
+    text = re.sub(r"\$\{[^}:]*:?-([^}]*)\}", r"\1", str(entry)).split("/")[0]
+    container = text.rsplit(":", 1)[-1].strip()
+    low, _, high = container.partition("-")
+    try:
+        return int(low) <= port <= int(high or low)
+    except ValueError:
+        return False
+
+
+def compose_publishing(root: Path, port: int) -> list[str]:
+    """Where a compose file under ``root/compose`` publishes ``port`` on the host:
+    ``file services.NAME.ports: ENTRY``. A file that is not YAML is named too: it cannot be
+    cleared."""
+    import yaml
+
+    found = []
+    for f in sorted((root / "compose").glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            found.append(f"{f.name} (not readable as YAML: {type(e).__name__})")
+            continue
+        services = data.get("services") if isinstance(data, dict) else None
+        for name, svc in (services or {}).items() if isinstance(services, dict) else ():
+            ports = svc.get("ports") if isinstance(svc, dict) else None
+            for entry in ports if isinstance(ports, list) else ():
+                if publishes(entry, port):
+                    found.append(f"{f.name} services.{name}.ports: {entry!r}")
+    return found
